@@ -119,14 +119,24 @@ class Stream:
     def chunk_metas(self) -> list[dict[str, Any]]:
         """audio_chunk_meta messages paired with where their frame landed in
         audio.wav (`frame_offset`, in sample frames)."""
-        out = []
+        out: list[dict[str, Any]] = []
+        pending: dict[str, Any] | None = None
         for e in self.events:
-            if e.get("kind") == "audio_chunk_meta":
+            kind = e.get("kind")
+            if kind == "audio_chunk_meta":
                 m = dict(e.get("msg", {}).get("data", e.get("msg", {})))
                 m["t"] = e.get("t")
                 if "frame_offset" in e:
                     m["frame_offset"] = e["frame_offset"]
                 out.append(m)
+                pending = m
+            elif kind == "binary" and pending is not None:
+                # the recorder writes the meta before its frame arrives; the
+                # frame's line says where the audio landed
+                pending.setdefault("frame_offset", e.get("frame_offset"))
+                pending["frames"] = e.get("frames")
+                pending["t_frame"] = e.get("t")
+                pending = None
         return out
 
     def audio(self) -> tuple[np.ndarray, int]:

@@ -1,0 +1,32 @@
+"""Findings from the post-load checks recorded in run.json["checks"]."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .model import Finding, Location
+from .rundir import read_json
+
+
+def analyse_checks(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
+    run = read_json(Path(run_dir) / "run.json", {}) or {}
+    checks = run.get("checks") or {}
+    findings: list[Finding] = []
+    metrics: dict[str, Any] = {}
+    rec = checks.get("recovery")
+    if rec and "skipped" not in rec:
+        ok = rec.get("outcome") == "done" and rec.get("delivered_s", 0) >= 0.99 * (rec.get("expected_s") or 0)
+        metrics["recovery_ok"] = int(ok)
+        if not ok:
+            findings.append(Finding(
+                kind="no_recovery_after_storm", title="Backend does not serve a fresh stream after the load",
+                severity="HIGH", dimension="Error Handling",
+                description="After the scenario's load ended, a new client could not stream a whole track.",
+                impact="One bad burst of clients leaves the server unusable until restarted.",
+                suggested_fix="Release per-connection state and tasks on disconnect; cap work per connection.",
+                location=Location(scenario=run.get("scenario"), stream="recovery"),
+                evidence=[f"outcome {rec.get('outcome')}, delivered {rec.get('delivered_s', 0):.1f} s of "
+                          f"{rec.get('expected_s') or 0:.1f} s, error {rec.get('error')}"],
+                figures={"delivered_s": rec.get("delivered_s", 0.0)}, key="recovery",
+            ))
+    return findings, metrics

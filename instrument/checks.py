@@ -1,0 +1,53 @@
+"""Checks the wrapper runs after the load, against the still-running target.
+Results go to run.json under "checks"; analysis.checks turns them into
+findings (analysis stays pure)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from scenarios.protocol_client import AuralisSession, ClientProfile
+
+
+def recovery(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool) -> dict[str, Any]:
+    """After a storm, a fresh client must get a whole stream. Memory and task
+    recovery are judged from samples.jsonl and agent/tasks.jsonl by analysis,
+    using the time window recorded here."""
+    t0 = time.time()
+    track = min((t for t in tracks if t.get("track_id") is not None), key=lambda t: t.get("duration_s", 1e9))
+    res: dict[str, Any] = {"t_start": t0, "track": track["name"]}
+    try:
+        s = AuralisSession(base_url, run_dir, user="recovery", scenario="recovery-check",
+                           tracks={t["track_id"]: t for t in tracks}, profile=ClientProfile("browser"),
+                           compression=compression).connect()
+        s.play(track["track_id"], enhanced=False)
+        why = s.pump(s.stream_done, deadline=time.time() + 60)
+        rec = s.streams[-1].recorder if s.streams else None
+        res.update(outcome=why, ended=rec.info.get("ended") if rec else None,
+                   ended_state=getattr(rec, "closed", False), delivered_s=(rec.frames / rec.sample_rate) if rec else 0.0,
+                   expected_s=track.get("duration_s"), error=s.play_error)
+        s.close()
+    except Exception as e:
+        res.update(outcome="error", error=f"{type(e).__name__}: {e}")
+    # let the server settle, then the analysis compares memory at the end with the start
+    time.sleep(2.0)
+    res["t_end"] = time.time()
+    return res
+
+
+CHECKS: dict[str, Callable[..., dict[str, Any]]] = {"recovery": recovery}
+
+
+def run_checks(names: tuple[str, ...], **kw: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        fn = CHECKS.get(name)
+        if fn is None:
+            out[name] = {"skipped": "not available in this version"}
+            continue
+        try:
+            out[name] = fn(**kw)
+        except Exception as e:
+            out[name] = {"outcome": "error", "error": f"{type(e).__name__}: {e}"}
+    return out

@@ -1,0 +1,114 @@
+"""The scenario catalogue: what load each named scenario drives.
+
+A scenario is data: which Locust user classes run, how many of each, for how
+long, with which options. Users override users/spawn rate/duration and any
+option with `--scenario-opt key=value`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    users: dict[str, int]  # Locust user class -> fixed count
+    duration_s: float
+    spawn_rate: float = 10.0
+    options: dict[str, Any] = field(default_factory=dict)
+    tracks: tuple[str, ...] = ("timecode", "pink", "sweep", "sine")
+    checks: tuple[str, ...] = ()  # post-load checks run by the wrapper (see instrument.checks)
+
+    def total_users(self) -> int:
+        return sum(self.users.values())
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "smoke",
+            "one normal and one enhanced stream of a short track, start to end: does anything work",
+            {"Listener": 1, "EnhancedListener": 1},
+            duration_s=20,
+            options={"plays_per_user": 1},
+            tracks=("timecode",),
+        ),
+        Scenario(
+            "concurrent-tracks",
+            "N browser-like listeners streaming different tracks at once, enhanced and normal mixed",
+            {"Listener": 3, "EnhancedListener": 3},
+            duration_s=60,
+        ),
+        Scenario(
+            "slow-client",
+            "browser listeners beside consumers reading at a fraction of real time, one that stops "
+            "reading entirely, and a buffer_full/buffer_ready user",
+            {"Listener": 1, "EnhancedListener": 1, "SlowListener": 1, "StalledListener": 1, "FlowControlListener": 1},
+            duration_s=45,
+            options={"slow_read_rate": 0.25, "stall_after_s": 1.0, "flow_buffer_s": 20.0},
+        ),
+        Scenario(
+            "disconnect-storm",
+            "listeners that drop the TCP connection mid-chunk, again and again; then a recovery check "
+            "(a fresh stream succeeds, memory and tasks come back)",
+            {"Disconnector": 4},
+            duration_s=45,
+            options={"cycle_pause_s": 0.05},
+            checks=("recovery",),
+        ),
+        Scenario(
+            "seek-storm",
+            "rapid seeks inside a stream, including while a chunk is in flight",
+            {"Seeker": 3, "Listener": 1},
+            duration_s=40,
+            options={"seeks_per_play": 6},
+        ),
+        Scenario(
+            "track-switch",
+            "new play commands on the same connection while a stream is still arriving",
+            {"Switcher": 3, "Listener": 1},
+            duration_s=40,
+        ),
+        Scenario(
+            "library-browse",
+            "REST browsing and paging of the library at realistic rates",
+            {"Browser": 8},
+            duration_s=30,
+        ),
+        Scenario(
+            "soak",
+            "a long mixed load (listeners, seekers, disconnects, browsing) to expose leaks",
+            {"Listener": 2, "EnhancedListener": 1, "Seeker": 1, "Disconnector": 2, "Browser": 2},
+            duration_s=600,
+            checks=("recovery",),
+        ),
+        Scenario(
+            "release",
+            "the standard suite a release gate runs: mixed listeners, a slow consumer, disconnects, "
+            "seeks and browsing, then recovery and dynamic checks",
+            {"Listener": 2, "EnhancedListener": 2, "SlowListener": 1, "Disconnector": 2, "Seeker": 1, "Browser": 2},
+            duration_s=90,
+            checks=("recovery", "contract"),
+        ),
+    ]
+}
+
+
+def get(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown scenario '{name}' (known: {', '.join(SCENARIOS)})") from None
+
+
+def scale_users(s: Scenario, users: int | None) -> dict[str, int]:
+    """Spread an overridden user count over the scenario's classes in the same
+    proportions, keeping at least one of each class."""
+    if not users:
+        return dict(s.users)
+    total = s.total_users()
+    out = {k: max(1, round(v * users / total)) for k, v in s.users.items()}
+    return out

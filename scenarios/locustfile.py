@@ -1,0 +1,327 @@
+"""Locust users that behave like the backend's real clients, and like the
+clients that hurt it. Run by instrument.run as its own process:
+
+    locust -f scenarios/locustfile.py --headless ... Listener SlowListener ...
+
+Configuration comes from the JSON file named by EARSHOT_CONFIG (written by the
+wrapper into the run directory). Raw timings go to the run directory; Locust's
+own stats get the same numbers as custom request types so its CSV/HTML show
+them too (Locust rounds percentiles; our raw files do not).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import HttpUser, User, between, events, task
+from locust.exception import StopUser
+
+from scenarios.protocol_client import AuralisSession, ClientProfile
+from scenarios.recorder import JsonlWriter
+from scenarios.ws_transport import WSClosed, WSRejected
+
+CONFIG: dict[str, Any] = json.loads(Path(os.environ["EARSHOT_CONFIG"]).read_text()) if os.environ.get(
+    "EARSHOT_CONFIG") else {"run_dir": "/tmp/earshot-locust", "tracks": [], "options": {}, "users": {}}
+RUN_DIR = Path(CONFIG["run_dir"])
+OPTS: dict[str, Any] = CONFIG.get("options", {})
+TRACKS: list[dict[str, Any]] = [t for t in CONFIG.get("tracks", []) if t.get("track_id") is not None]
+TRACKS_BY_ID = {t["track_id"]: t for t in TRACKS}
+END_T: float = float(CONFIG.get("end_t") or (time.time() + 60))
+COMPRESSION = bool(CONFIG.get("compression", True))
+SCENARIO = CONFIG.get("scenario", "adhoc")
+_user_numbers = itertools.count()
+
+STATS = {"active_streams": 0, "bytes": 0, "streams": 0, "errors": 0, "cycles": 0}
+_events_log: JsonlWriter | None = None
+_requests_log: JsonlWriter | None = None
+
+
+def load_event(kind: str, **data: Any) -> None:
+    global _events_log
+    if _events_log is None:
+        _events_log = JsonlWriter(RUN_DIR / "load" / "events.jsonl")
+    _events_log.write({"t": time.time(), "kind": kind, "pid": os.getpid(), **data})
+
+
+def _fire(name: str, ms: float, length: int = 0, exc: Exception | None = None, kind: str = "WS") -> None:
+    env = _ENV.get("env")
+    if env is not None:
+        env.events.request.fire(request_type=kind, name=name, response_time=ms, response_length=length,
+                                exception=exc, context={})
+
+
+_ENV: dict[str, Any] = {}
+
+
+@events.init.add_listener
+def _on_init(environment, **_kw):
+    _ENV["env"] = environment
+    gevent.spawn(_progress_writer)
+
+
+@events.request.add_listener
+def _on_request(request_type, name, response_time, response_length, exception=None, **_kw):
+    global _requests_log
+    if request_type not in ("GET", "POST"):
+        return
+    if _requests_log is None:
+        _requests_log = JsonlWriter(RUN_DIR / "load" / "requests.jsonl")
+    _requests_log.write({"t": time.time(), "name": name, "method": request_type, "ms": response_time,
+                         "ok": exception is None, "error": str(exception) if exception else None})
+
+
+def _progress_writer() -> None:
+    path = RUN_DIR / "load" / f"progress-{os.getpid()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        env = _ENV.get("env")
+        users = env.runner.user_count if env is not None and env.runner is not None else 0
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"t": time.time(), "users": users, **STATS}))
+        os.replace(tmp, path)
+        gevent.sleep(1.0)
+
+
+def _on_session_event(kind: str, data: dict[str, Any]) -> None:
+    if kind == "stream_start":
+        STATS["active_streams"] += 1
+        STATS["streams"] += 1
+    elif kind == "stream_closed":
+        STATS["active_streams"] = max(0, STATS["active_streams"] - 1)
+    elif kind == "audio":
+        STATS["bytes"] += data["bytes"]
+    elif kind in ("error", "stream_error"):
+        STATS["errors"] += 1
+
+
+class _AuralisUser(User):
+    """Base: one WebSocket session per user, replaced when it drops."""
+
+    abstract = True
+    wait_time = between(0.2, 0.8)
+    profile = ClientProfile()
+    enhanced = False
+
+    def on_start(self) -> None:
+        self.number = next(_user_numbers)
+        self.name = f"{type(self).__name__.lower()}{self.number}"
+        self.session: AuralisSession | None = None
+        self.plays = 0
+
+    def on_stop(self) -> None:
+        if self.session:
+            self.session.close(reason="client_stopped")
+            self.session = None
+
+    # -- helpers -------------------------------------------------------------
+    def track(self, offset: int = 0) -> dict[str, Any]:
+        if not TRACKS:
+            raise StopUser()
+        return TRACKS[(self.number + offset) % len(TRACKS)]
+
+    def ensure_session(self) -> AuralisSession:
+        if self.session is None or self.session.ws is None:
+            t0 = time.time()
+            try:
+                self.session = AuralisSession(
+                    CONFIG["base_url"], RUN_DIR, user=self.name, scenario=SCENARIO, tracks=TRACKS_BY_ID,
+                    profile=self.profile, compression=COMPRESSION, on_event=_on_session_event,
+                ).connect()
+                _fire("ws connect", (time.time() - t0) * 1000)
+            except (OSError, WSRejected, WSClosed, TimeoutError) as e:
+                STATS["errors"] += 1
+                _fire("ws connect", (time.time() - t0) * 1000, exc=e)
+                load_event("connect_failed", user=self.name, error=str(e))
+                self.session = None
+                gevent.sleep(1.0)
+                raise _Retry() from None
+        return self.session
+
+    def stream_once(self, track: dict[str, Any], *, enhanced: bool, start_position: float | None = None,
+                    until=None) -> str:
+        s = self.ensure_session()
+        s.play(track["track_id"], enhanced=enhanced, start_position=start_position)
+        why = s.pump(until or s.stream_done, deadline=END_T)
+        self.record_ttfa(s)
+        if why == "closed":
+            s.close(reason="server_closed")
+            self.session = None
+        return why
+
+    def record_ttfa(self, s: AuralisSession) -> None:
+        if not s.streams:
+            return
+        rec = s.streams[-1].recorder
+        if rec.first_audio_t and s.play_sent_t and not getattr(rec, "_ttfa_fired", False):
+            rec._ttfa_fired = True
+            _fire(f"ttfa {s.streams[-1].stream_type}", (rec.first_audio_t - s.play_sent_t) * 1000, rec.data_bytes)
+
+    def idle_until_end(self) -> None:
+        gevent.sleep(max(0.1, min(5.0, END_T - time.time())))
+
+    @task
+    def run(self) -> None:
+        if time.time() >= END_T:
+            self.idle_until_end()
+            return
+        try:
+            self.scenario_step()
+        except _Retry:
+            pass
+
+    def scenario_step(self) -> None:
+        limit = OPTS.get("plays_per_user")
+        if limit is not None and self.plays >= int(limit):
+            self.idle_until_end()
+            return
+        self.plays += 1
+        self.stream_once(self.track(self.plays - 1), enhanced=self.enhanced)
+
+
+class _Retry(Exception):
+    pass
+
+
+class Listener(_AuralisUser):
+    """A browser tab playing a track with the normal path, reading as fast as
+    the socket delivers, with the browser's buffer_full/buffer_ready."""
+
+
+class EnhancedListener(_AuralisUser):
+    """A browser tab playing with enhancement (the mastering path)."""
+
+    enhanced = True
+
+
+class SlowListener(_AuralisUser):
+    """A consumer that keeps up with only a fraction of real time."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.profile = ClientProfile("slow", read_rate=float(OPTS.get("slow_read_rate", 0.25)), flow_control=False)
+
+
+class StalledListener(_AuralisUser):
+    """A consumer that stops reading entirely after a second of audio and
+    holds the connection open (a frozen tab)."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.profile = ClientProfile("stalled", stop_reading_after_s=float(OPTS.get("stall_after_s", 1.0)),
+                                     flow_control=False)
+
+    def scenario_step(self) -> None:
+        if self.plays:
+            self.idle_until_end()
+            return
+        self.plays += 1
+        self.stream_once(self.track(), enhanced=False)
+
+
+class FlowControlListener(_AuralisUser):
+    """A player with a small buffer that sends buffer_full/buffer_ready often."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.profile = ClientProfile("flow-control", read_rate=1.5, flow_control=True,
+                                     buffer_s=float(OPTS.get("flow_buffer_s", 20.0)))
+
+
+class Disconnector(_AuralisUser):
+    """Plays, then drops the TCP connection mid-chunk without a close frame;
+    one connect/stream/disconnect cycle per step."""
+
+    wait_time = between(0.0, 0.1)
+
+    def scenario_step(self) -> None:
+        s = self.ensure_session()
+        track = self.track(self.plays)
+        self.plays += 1
+        frames_wanted = random.randint(1, 6)
+        s.play(track["track_id"], enhanced=bool(self.plays % 2 == 0 and OPTS.get("disconnect_enhanced", True)))
+        s.pump(lambda: bool(s.current and s.current.recorder.binary_frames >= frames_wanted) or s.stream_done(),
+               deadline=min(END_T, time.time() + 30))
+        self.record_ttfa(s)
+        s.close(abrupt=True, reason="disconnected")
+        self.session = None
+        STATS["cycles"] += 1
+        load_event("cycle_done", user=self.name, frames=frames_wanted)
+        gevent.sleep(float(OPTS.get("cycle_pause_s", 0.05)))
+
+
+class Seeker(_AuralisUser):
+    """Seeks rapidly, including while a chunk is still arriving."""
+
+    def scenario_step(self) -> None:
+        s = self.ensure_session()
+        track = self.track(self.plays)
+        self.plays += 1
+        s.play(track["track_id"], enhanced=bool(self.plays % 2))
+        duration = float(track.get("duration_s") or 60)
+        rng = random.Random(self.number * 1000 + self.plays)
+        for _ in range(int(OPTS.get("seeks_per_play", 6))):
+            # wait for a frame or two of the current stream, then seek mid-chunk
+            s.pump(lambda: bool(s.current and s.current.recorder.binary_frames >= rng.randint(1, 3)),
+                   deadline=min(END_T, time.time() + 10))
+            if time.time() >= END_T or s.ws is None:
+                return
+            s.seek(track["track_id"], round(rng.uniform(0, max(1.0, duration - 5)), 2))
+        s.pump(s.stream_done, deadline=END_T)
+        self.record_ttfa(s)
+
+
+class Switcher(_AuralisUser):
+    """Starts a track, then plays another on the same connection mid-stream."""
+
+    def scenario_step(self) -> None:
+        s = self.ensure_session()
+        first, second = self.track(self.plays), self.track(self.plays + 1)
+        self.plays += 1
+        s.play(first["track_id"], enhanced=bool(self.plays % 2))
+        s.pump(lambda: bool(s.current and s.current.recorder.binary_frames >= 3), deadline=min(END_T, time.time() + 15))
+        if s.ws is None or time.time() >= END_T:
+            return
+        s.play(second["track_id"], enhanced=not bool(self.plays % 2))
+        s.pump(s.stream_done, deadline=END_T)
+        self.record_ttfa(s)
+
+
+class Browser(HttpUser):
+    """Browses the library over REST at a person's pace: pages of tracks, health."""
+
+    wait_time = between(0.5, 2.0)
+
+    def on_start(self) -> None:
+        self.client.headers.pop("Origin", None)
+
+    @task(5)
+    def page_tracks(self) -> None:
+        if time.time() >= END_T:
+            gevent.sleep(1.0)
+            return
+        limit = random.choice([10, 25, 50])
+        offset = random.randint(0, 2) * limit
+        self.client.get(f"/api/library/tracks?limit={limit}&offset={offset}", name="/api/library/tracks")
+
+    @task(1)
+    def health(self) -> None:
+        if time.time() >= END_T:
+            gevent.sleep(1.0)
+            return
+        self.client.get("/api/health", name="/api/health")
+
+
+def _apply_fixed_counts() -> None:
+    for cls_name, count in (CONFIG.get("users") or {}).items():
+        cls = globals().get(cls_name)
+        if cls is not None:
+            cls.fixed_count = int(count)
+
+
+_apply_fixed_counts()

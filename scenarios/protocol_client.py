@@ -1,0 +1,408 @@
+"""The Auralis WebSocket protocol, as a client that records what it receives.
+
+It behaves like the real web client where that matters to the server: no
+Origin header from loopback, permessage-deflate offered as browsers do, JSON
+pings answered, commands kept under the 10 messages/s limit, stale epochs
+dropped after a seek, flow control with buffer_full/buffer_ready at the
+browser's fill levels. Everything it sees goes into the run directory as it
+arrives; protocol violations are recorded, never raised.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .recorder import JsonlWriter, StreamRecorder
+from .ws_transport import Binary, Text, WSClient, WSClosed
+
+EXEMPT_FROM_RATE_LIMIT = {"ping", "pong", "heartbeat"}
+# A browser's PCMStreamBuffer holds ~300 s; it sends buffer_full above 75% and
+# buffer_ready below 50% (useAudioStreamingCore.ts). Seconds of audio ahead.
+BROWSER_BUFFER_S = 300.0
+BROWSER_FULL_AT = 0.75
+BROWSER_READY_AT = 0.50
+
+_ids = itertools.count(1)
+_ids_lock = threading.Lock()
+
+
+def next_id() -> int:
+    with _ids_lock:
+        return next(_ids)
+
+
+class RateLimiter:
+    """Token bucket kept below the server's 10 messages/s (ping/pong exempt)."""
+
+    def __init__(self, per_second: float = 8.0, burst: int = 4):
+        self.rate = per_second
+        self.capacity = burst
+        self.tokens = float(burst)
+        self.last = time.monotonic()
+
+    def wait(self) -> None:
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            time.sleep((1 - self.tokens) / self.rate)
+
+
+@dataclass
+class ClientProfile:
+    """How a listener consumes audio.
+
+    read_rate: None reads as fast as the socket delivers (a browser filling its
+    buffer); a number reads at that multiple of real time (0.25 = a consumer
+    that keeps up with only a quarter of playback speed); 0 stops reading.
+    flow_control: send buffer_full/buffer_ready at the browser's fill levels.
+    """
+
+    name: str = "browser"
+    read_rate: float | None = None
+    flow_control: bool = True
+    buffer_s: float = BROWSER_BUFFER_S
+    stop_reading_after_s: float | None = None
+
+
+@dataclass
+class StreamState:
+    recorder: StreamRecorder
+    epoch: int
+    track_id: Any
+    stream_type: str
+    start: dict[str, Any]
+    expected_seq: int = 0
+    pending_meta: dict[str, Any] | None = None
+    chunks_seen: set[int] = field(default_factory=set)
+
+
+class AuralisSession:
+    """One WebSocket connection to the backend, recording every stream on it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        run_dir: Path,
+        *,
+        user: str,
+        scenario: str,
+        tracks: dict[Any, dict[str, Any]],
+        profile: ClientProfile | None = None,
+        compression: bool = True,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ):
+        self.ws_url = base_url.replace("http://", "ws://").rstrip("/") + "/ws"
+        self.run_dir = Path(run_dir)
+        self.user = user
+        self.scenario = scenario
+        self.tracks = tracks
+        self.profile = profile or ClientProfile()
+        self.compression = compression
+        self.on_event = on_event or (lambda kind, data: None)
+        self.ws: WSClient | None = None
+        self.limiter = RateLimiter()
+        self.conn_log: JsonlWriter | None = None
+        self.current: StreamState | None = None
+        self.current_epoch: int | None = None
+        self.streams: list[StreamState] = []
+        self.flow_paused = False
+        self.play_sent_t: float | None = None
+        self.play_request: dict[str, Any] | None = None
+        self.closed_reason: str | None = None
+        self.play_error: dict[str, Any] | None = None
+        self._stale_meta = False
+        self.conn_id = f"{user}-c{next_id():04d}"
+
+    # -- connection -----------------------------------------------------------
+    def connect(self) -> "AuralisSession":
+        t0 = time.time()
+        self.ws = WSClient(self.ws_url, compression=self.compression).connect()
+        self.conn_log = JsonlWriter(self.run_dir / "load" / "connections" / f"{self.conn_id}.jsonl")
+        self.conn_log.write({"t": time.time(), "kind": "connected", "connect_ms": (time.time() - t0) * 1000,
+                             "extensions": self.ws.extensions, "user": self.user, "compression": self.compression})
+        self.on_event("connected", {"extensions": self.ws.extensions})
+        return self
+
+    def send(self, type_: str, data: dict[str, Any] | None = None) -> None:
+        assert self.ws is not None
+        if type_ not in EXEMPT_FROM_RATE_LIMIT:
+            self.limiter.wait()
+        msg = {"type": type_, "data": data or {}}
+        t = time.time()
+        self.ws.send_text(json.dumps(msg))
+        if self.current and type_ not in EXEMPT_FROM_RATE_LIMIT:
+            self.current.recorder.event(type_, msg, t, direction="out")
+        elif self.conn_log:
+            self.conn_log.write({"t": t, "kind": "sent", "msg": msg})
+
+    def play(self, track_id: Any, *, enhanced: bool, start_position: float | None = None,
+             preset: str | None = None, intensity: float | None = None) -> None:
+        data: dict[str, Any] = {"track_id": track_id}
+        if start_position:
+            data["start_position"] = start_position
+        if enhanced:
+            if preset:
+                data["preset"] = preset
+            if intensity is not None:
+                data["intensity"] = intensity
+        self.play_request = {"type": "play_enhanced" if enhanced else "play_normal", "data": data}
+        self.play_sent_t = time.time()
+        self.play_error = None
+        self.send(self.play_request["type"], data)
+        self.flow_paused = False
+
+    def seek(self, track_id: Any, position: float) -> None:
+        self.play_request = {"type": "seek", "data": {"track_id": track_id, "position": position}}
+        self.play_sent_t = time.time()
+        self.play_error = None
+        self.send("seek", {"track_id": track_id, "position": position})
+
+    def close(self, *, abrupt: bool = False, reason: str = "client_closed") -> None:
+        if self.current:
+            self._finish_current("disconnected" if abrupt else reason)
+        if self.ws:
+            self.ws.close(abrupt=abrupt)
+            self.ws = None
+        if self.conn_log:
+            self.conn_log.write({"t": time.time(), "kind": "closed", "abrupt": abrupt, "reason": reason})
+            self.conn_log.close()
+            self.conn_log = None
+
+    # -- receiving ---------------------------------------------------------------
+    def pump(self, until: Callable[[], bool], *, deadline: float, idle_timeout: float = 60.0) -> str:
+        """Receive and handle messages until `until()` is true, the deadline
+        passes, or the connection ends. Returns why it stopped."""
+        assert self.ws is not None
+        last_msg = time.monotonic()
+        while True:
+            if until():
+                return "done"
+            if time.time() >= deadline:
+                return "deadline"
+            if self._should_throttle():
+                time.sleep(0.02)
+                continue
+            try:
+                msg = self.ws.recv(timeout=min(1.0, max(0.05, deadline - time.time())))
+            except TimeoutError:
+                if time.monotonic() - last_msg > idle_timeout:
+                    if self.current:
+                        self.current.recorder.violation(
+                            "stream_never_ended", f"no message for {idle_timeout:.0f} s while a stream was open")
+                        self._finish_current("never_ended")
+                    return "idle"
+                continue
+            except WSClosed as e:
+                self.closed_reason = f"closed {e.code} {e.reason}".strip()
+                if self.current:
+                    self.current.recorder.violation(
+                        "stream_never_ended", f"connection closed ({e.code}) before audio_stream_end")
+                    self._finish_current("connection_closed", close_code=e.code)
+                return "closed"
+            last_msg = time.monotonic()
+            if isinstance(msg, Binary):
+                self._on_binary(msg)
+            else:
+                self._on_text(msg)
+
+    def _should_throttle(self) -> bool:
+        """A slow consumer stops calling recv; TCP backpressure does the rest."""
+        p = self.profile
+        cur = self.current
+        if cur is None or cur.recorder.first_audio_t is None:
+            return False
+        elapsed = time.time() - cur.recorder.first_audio_t
+        if p.stop_reading_after_s is not None and elapsed >= p.stop_reading_after_s:
+            return True
+        if p.read_rate is None:
+            return False
+        if p.read_rate <= 0:
+            return True
+        received_s = cur.recorder.frames / max(1, cur.recorder.sample_rate)
+        return received_s > p.read_rate * elapsed + 0.5
+
+    def _on_text(self, msg: Text) -> None:
+        try:
+            obj = json.loads(msg.data)
+        except json.JSONDecodeError:
+            self._violation("malformed_json", f"unparseable text frame: {msg.data[:80]!r}", msg.t)
+            return
+        if not isinstance(obj, dict):
+            self._violation("malformed_message", "text frame is not a JSON object", msg.t)
+            return
+        kind = str(obj.get("type"))
+        data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+        if kind == "ping":
+            self.send("pong")
+            self._log_conn(kind, obj, msg.t)
+            return
+        if kind == "audio_stream_start":
+            self._on_start(obj, data, msg.t)
+        elif kind == "audio_chunk_meta":
+            self._on_meta(obj, data, msg.t)
+        elif kind == "audio_stream_end":
+            self._on_end(obj, data, msg.t)
+        elif kind == "audio_stream_error":
+            if self.current:
+                self.current.recorder.event(kind, obj, msg.t)
+                self._finish_current("errored", error=data)
+            else:
+                self._log_conn(kind, obj, msg.t)
+                self.play_error = obj
+            self.on_event("stream_error", data)
+        elif kind == "error":
+            if self.current:
+                self.current.recorder.event(kind, obj, msg.t)
+            else:
+                self._log_conn(kind, obj, msg.t)
+                self.play_error = obj
+            self.on_event("error", obj)
+        else:
+            # broadcasts (player_state, mastering_recommendation, ...) may arrive
+            # between a meta and its frame; they belong to the connection
+            self._log_conn(kind, obj, msg.t)
+
+    def _on_start(self, obj: dict, data: dict, t: float) -> None:
+        epoch = data.get("stream_epoch")
+        if self.current:
+            # a new start ends the previous stream; after a seek that is by design
+            self._finish_current("superseded")
+        sid = f"{self.user}-s{next_id():04d}"
+        track = self.tracks.get(data.get("track_id")) or {}
+        is_seek = bool(data.get("is_seek"))
+        info = {
+            "stream_id": sid, "user": self.user, "scenario": self.scenario, "client_profile": self.profile.name,
+            "connection": self.conn_id, "track_id": data.get("track_id"), "track_name": track.get("name"),
+            "source": track.get("file"), "stream_type": data.get("stream_type"), "stream_epoch": epoch,
+            "is_seek": is_seek, "request": self.play_request, "request_t": self.play_sent_t,
+            "start_position": (self.play_request or {}).get("data", {}).get("start_position")
+            or (self.play_request or {}).get("data", {}).get("position") or 0.0,
+            "compression": self.compression, "extensions": self.ws.extensions if self.ws else [],
+        }
+        rec = StreamRecorder(self.run_dir / "streams" / sid, sample_rate=int(data.get("sample_rate") or 44100),
+                             channels=int(data.get("channels") or 2), info=info)
+        if self.play_request and self.play_sent_t:
+            rec.event(self.play_request["type"], self.play_request, self.play_sent_t, direction="out")
+        rec.event("audio_stream_start", obj, t)
+        self.current = StreamState(rec, epoch, data.get("track_id"), data.get("stream_type"), data)
+        self.current_epoch = epoch
+        self.streams.append(self.current)
+        self.on_event("stream_start", info)
+
+    def _on_meta(self, obj: dict, data: dict, t: float) -> None:
+        epoch = data.get("stream_epoch")
+        cur = self.current
+        if cur is None or (epoch is not None and epoch != self.current_epoch):
+            # stale epoch after a seek (or audio before any start): drop it and its frame
+            self._stale_meta = True
+            self._log_conn("stale_chunk_meta", obj, t)
+            return
+        self._stale_meta = False
+        rec = cur.recorder
+        if cur.pending_meta is not None:
+            rec.violation("meta_without_frame", f"audio_chunk_meta seq {cur.pending_meta.get('seq')} had no binary frame", t)
+        seq = data.get("seq")
+        if isinstance(seq, int):
+            if seq != cur.expected_seq:
+                rec.violation("seq_gap", f"seq {seq} after expecting {cur.expected_seq} in epoch {epoch}", t,
+                              expected=cur.expected_seq, got=seq)
+            cur.expected_seq = seq + 1
+        cur.pending_meta = data
+        rec.event("audio_chunk_meta", obj, t)
+
+    def _on_binary(self, msg: Binary) -> None:
+        cur = self.current
+        if self._stale_meta:
+            self._stale_meta = False
+            self._log_conn("stale_binary", {"bytes": len(msg.data)}, msg.t)
+            return
+        if cur is None:
+            self._log_conn("binary_without_stream", {"bytes": len(msg.data)}, msg.t)
+            self._violation("binary_without_meta", f"binary frame of {len(msg.data)} bytes outside any stream", msg.t)
+            return
+        rec = cur.recorder
+        meta = cur.pending_meta
+        cur.pending_meta = None
+        if meta is None:
+            rec.violation("binary_without_meta", f"binary frame of {len(msg.data)} bytes without audio_chunk_meta", msg.t)
+        else:
+            expect = meta.get("sample_count")
+            if isinstance(expect, int) and expect * 4 != len(msg.data):
+                rec.violation("sample_count_mismatch",
+                              f"meta says {expect} floats, frame carries {len(msg.data) // 4}", msg.t,
+                              expected=expect, got=len(msg.data) // 4)
+            ci = meta.get("chunk_index")
+            if isinstance(ci, int):
+                cur.chunks_seen.add(ci)
+        if len(msg.data) % (4 * rec.channels):
+            rec.violation("partial_sample_frame", f"{len(msg.data)} bytes is not whole stereo float32 frames", msg.t)
+        rec.audio(msg.data, msg.t)
+        self.on_event("audio", {"bytes": len(msg.data)})
+        self._flow_control()
+
+    def _flow_control(self) -> None:
+        p = self.profile
+        cur = self.current
+        if not p.flow_control or cur is None or cur.recorder.first_audio_t is None:
+            return
+        played = time.time() - cur.recorder.first_audio_t
+        ahead = cur.recorder.frames / cur.recorder.sample_rate - played
+        if not self.flow_paused and ahead > p.buffer_s * BROWSER_FULL_AT:
+            self.flow_paused = True
+            self.send("buffer_full")
+        elif self.flow_paused and ahead < p.buffer_s * BROWSER_READY_AT:
+            self.flow_paused = False
+            self.send("buffer_ready")
+
+    def _on_end(self, obj: dict, data: dict, t: float) -> None:
+        cur = self.current
+        if cur is None:
+            self._log_conn("audio_stream_end", obj, t)
+            return
+        rec = cur.recorder
+        rec.event("audio_stream_end", obj, t)
+        if cur.pending_meta is not None:
+            rec.violation("meta_without_frame", "stream ended with a meta whose frame never came", t)
+        total = data.get("total_samples")
+        if isinstance(total, (int, float)) and int(total) != rec.frames and int(total) != rec.frames * rec.channels:
+            rec.violation("end_totals_mismatch",
+                          f"audio_stream_end total_samples={int(total)} but {rec.frames} frames were delivered", t,
+                          declared=int(total), delivered=rec.frames)
+        reason = data.get("reason") or "completed"
+        self._finish_current(str(reason), end=data)
+        self.on_event("stream_end", data)
+
+    def _finish_current(self, ended: str, **summary: Any) -> None:
+        cur = self.current
+        if cur is None:
+            return
+        self.current = None
+        cur.recorder.close(ended, chunks_seen=sorted(cur.chunks_seen), **summary)
+        self.on_event("stream_closed", {"ended": ended})
+
+    def _violation(self, kind: str, detail: str, t: float) -> None:
+        if self.current:
+            self.current.recorder.violation(kind, detail, t)
+        else:
+            self._log_conn("violation", {"kind": kind, "detail": detail}, t)
+
+    def _log_conn(self, kind: str, obj: Any, t: float) -> None:
+        if self.conn_log:
+            self.conn_log.write({"t": t, "kind": kind, "msg": obj})
+
+    # -- helpers for scenarios ---------------------------------------------------
+    def stream_done(self) -> bool:
+        """True once the stream started by the last play/seek has closed."""
+        if self.current is None and self.play_error is not None:
+            return True
+        return bool(self.streams) and self.current is None and (
+            self.play_sent_t is None or self.streams[-1].recorder.info.get("request_t") == self.play_sent_t)

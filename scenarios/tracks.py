@@ -1,0 +1,105 @@
+"""Test tracks with known truth, written into the run's fresh $HOME/Music and
+loaded through the target's own scan API (track ids come from its list)."""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+import soundfile as sf
+
+from analysis import signals
+
+SAMPLE_RATE = 44100
+MUSIC_SUBDIR = "earshot-tracks"
+
+
+class TrackError(Exception):
+    pass
+
+
+def render(name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    gen, duration_s, _desc = signals.TEST_TRACKS[name]
+    params = inspect.signature(gen).parameters
+    kwargs: dict[str, Any] = {}
+    for key in ("duration_s", "duration"):
+        if key in params:
+            kwargs[key] = duration_s
+    for key in ("sr", "sample_rate"):
+        if key in params:
+            kwargs[key] = sample_rate
+    x = np.asarray(gen(**kwargs), dtype=np.float32)
+    return x if x.ndim == 2 else np.stack([x, x], axis=1)
+
+
+def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Write each named track as float32 WAV under home/Music. Generated audio
+    is deterministic, so a cache directory may hold it between runs."""
+    music = home / "Music" / MUSIC_SUBDIR
+    music.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        if name not in signals.TEST_TRACKS:
+            raise TrackError(f"unknown test track '{name}' (known: {', '.join(signals.TEST_TRACKS)})")
+        path = music / f"{name}.wav"
+        cached = cache_dir / f"{name}-{SAMPLE_RATE}.wav" if cache_dir else None
+        if cached and cached.exists():
+            path.write_bytes(cached.read_bytes())
+            info = sf.info(str(path))
+            frames, channels = info.frames, info.channels
+        else:
+            x = render(name)
+            sf.write(str(path), x, SAMPLE_RATE, subtype="FLOAT")
+            frames, channels = x.shape
+            if cached:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_bytes(path.read_bytes())
+        out.append({
+            "name": name, "file": str(path.relative_to(run_dir)), "abs_path": str(path),
+            "duration_s": frames / SAMPLE_RATE, "frames": frames, "sample_rate": SAMPLE_RATE,
+            "channels": channels, "description": signals.TEST_TRACKS[name][2], "track_id": None,
+        })
+    return out
+
+
+def scan_and_match(base_url: str, tracks: list[dict[str, Any]], music_dir: Path, timeout_s: float = 120) -> None:
+    """Ask the target to scan the folder, then find each track's id in its list."""
+    try:
+        r = requests.post(f"{base_url}/api/library/scan", json={"directories": [str(music_dir)]}, timeout=timeout_s)
+    except requests.RequestException as e:
+        raise TrackError(f"library scan failed: {e}") from None
+    if r.status_code >= 400:
+        raise TrackError(f"library scan answered HTTP {r.status_code}: {r.text[:200]}")
+    listed: list[dict[str, Any]] = []
+    offset = 0
+    for _ in range(100):  # bounded paging
+        r = requests.get(f"{base_url}/api/library/tracks", params={"limit": 100, "offset": offset}, timeout=30)
+        if r.status_code != 200:
+            raise TrackError(f"track list answered HTTP {r.status_code}: {r.text[:200]}")
+        doc = r.json()
+        page = doc.get("tracks", [])
+        listed += page
+        offset += len(page)
+        if not doc.get("has_more") or not page:
+            break
+    by_stem: dict[str, dict[str, Any]] = {}
+    for t in listed:
+        path = t.get("filepath") or t.get("file_path") or t.get("path") or ""
+        by_stem[Path(path or str(t.get("title", ""))).stem] = t
+        if t.get("title"):  # Auralis titles an untagged file by its file name
+            by_stem.setdefault(Path(str(t["title"])).stem, t)
+    for tr in tracks:
+        hit = by_stem.get(tr["name"])
+        if hit is None:
+            raise TrackError(f"track '{tr['name']}' not in the target's library after scan "
+                             f"({len(listed)} tracks listed)")
+        tr["track_id"] = hit.get("id")
+        tr["listed"] = {k: hit.get(k) for k in ("duration", "sample_rate", "channels", "title")}
+
+
+def save_manifest(tracks: list[dict[str, Any]], run_dir: Path) -> None:
+    doc = [{k: v for k, v in t.items() if k != "abs_path"} for t in tracks]
+    (run_dir / "tracks.json").write_text(json.dumps(doc, indent=1))
