@@ -56,6 +56,10 @@ class RateLimiter:
             time.sleep((1 - self.tokens) / self.rate)
 
 
+def _positive_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10_000_000 else None
+
+
 @dataclass
 class ClientProfile:
     """How a listener consumes audio.
@@ -288,8 +292,12 @@ class AuralisSession:
             or (self.play_request or {}).get("data", {}).get("position") or 0.0,
             "compression": self.compression, "extensions": self.ws.extensions if self.ws else [],
         }
-        rec = StreamRecorder(self.run_dir / "streams" / sid, sample_rate=int(data.get("sample_rate") or 44100),
-                             channels=int(data.get("channels") or 2), info=info)
+        rate, channels = _positive_int(data.get("sample_rate")), _positive_int(data.get("channels"))
+        rec = StreamRecorder(self.run_dir / "streams" / sid, sample_rate=rate or 44100, channels=channels or 2,
+                             info=info)
+        if not rate or not channels:
+            rec.violation("bad_stream_start", f"audio_stream_start has sample_rate={data.get('sample_rate')!r} "
+                          f"channels={data.get('channels')!r}; recording as 44100 Hz stereo", t)
         if self.play_request and self.play_sent_t:
             rec.event(self.play_request["type"], self.play_request, self.play_sent_t, direction="out")
         rec.event("audio_stream_start", obj, t)
