@@ -89,7 +89,10 @@ class Run:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.scenario = catalogue.get(args.scenario)
+        try:
+            self.scenario = catalogue.get(args.scenario)
+        except ValueError as e:
+            raise RunError(str(e)) from None
         self.duration = float(args.duration if args.duration is not None else self.scenario.duration_s)
         if self.duration <= 0:
             raise RunError("--duration must be positive")
@@ -189,6 +192,7 @@ def execute(args: argparse.Namespace) -> int:
         base_url = f"http://127.0.0.1:{port}"
         monitor_port = free_port() if args.monitor else None
         extra_path = [run.standin] if run.standin else []
+        extra_path += _target_tools(run.target.python, args)
         env = run.target.process_env(run.dir, extra_path)
         argv = run.target.agent_argv(port=port, run_dir=run.dir, loop=args.loop, stall_ms=args.stall_threshold_ms,
                                      trace_memory=args.trace_memory, trace_frames=args.trace_frames,
@@ -401,6 +405,20 @@ def _agent_info(run_dir: Path) -> dict[str, Any]:
         state = "absent" if not dsp.get("present") else ("stand-in" if "shared/lab" in f or f.endswith("lab/auralis_dsp.py") else "native")
         info["dsp_state"] = state
     return info
+
+
+def _target_tools(python: str, args: argparse.Namespace) -> list[Path]:
+    """Profilers and the console the target's own interpreter may lack."""
+    wanted = ([args.profile] if args.profile != "none" else []) + (["aiomonitor"] if args.monitor else [])
+    if not wanted:
+        return []
+    from .target_site import TargetSiteError, ensure
+
+    try:
+        site = ensure(python, wanted)
+    except TargetSiteError as e:
+        raise RunError(str(e)) from None
+    return [site] if site else []
 
 
 def env_for_loadgen() -> dict[str, str]:
