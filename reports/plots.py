@@ -165,15 +165,16 @@ def buffer_levels(ctx: RunContext, timings: list[Any] | None, why: str) -> Plot:
     usable = [t for t in timings if getattr(t, "buffer_t", None) and getattr(t, "buffer_level_s", None)]
     if not usable:
         return Plot(title, note="no buffer simulation data in this run")
-    t0 = _t0(ctx, *[list(t.buffer_t) for t in usable])
     fig, ax = plt.subplots(figsize=(10, 3.4))
     for t in usable[:MAX_STREAM_LINES]:
-        xs = [x - t0 for x in t.buffer_t]
+        # buffer_t counts from the stream's first frame; absolute clocks are re-based the same way
+        first = t.buffer_t[0] if t.buffer_t[0] > 1e6 else 0.0
+        xs = [x - first for x in t.buffer_t]
         under = getattr(t, "underruns", 0) or 0
         label = f"{t.stream_id}" + (f" ({under} underruns)" if under else "")
         ax.plot(xs, t.buffer_level_s, lw=1, label=label)
-    ax.axhline(0, color="#c0392b", lw=1)
-    ax.set_xlabel("time since run start (s)")
+    ax.axhline(0, color="#555555", lw=0.8, ls="--")
+    ax.set_xlabel("time since the stream's first frame (s)")
     ax.set_ylabel("buffered audio (s)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right", ncol=2)

@@ -137,8 +137,24 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def write_streams(rd: Path, n: int = 4) -> None:
+    """Stream captures as the recorder writes meta.jsonl: a play request out,
+    then binary frames in. The last stream is starved (frames slower than 1x)."""
+    for k in range(n):
+        t = T0 + 2 + k
+        rows = [{"t": t, "dir": "out", "kind": "play_enhanced", "msg": {"type": "play_enhanced", "data": {"track_id": 1}}}]
+        t += 0.15 + 0.05 * k  # time to first audio
+        slow = k == n - 1
+        for i in range(40):
+            rows.append({"t": t, "dir": "in", "kind": "binary", "bytes": 8820 * 8, "frame_offset": i * 8820, "frames": 8820})
+            t += (0.3 if slow else 0.1) + 0.01 * (i % 3)
+        write_jsonl(rd / "streams" / f"s{k:03d}" / "meta.jsonl", rows)
+        (rd / "streams" / f"s{k:03d}" / "stream.json").write_text(json.dumps({"sample_rate": 44100, "request_t": T0 + 2 + k}))
+
+
 def make_run_dir(root: Path, *, findings: list[Finding] | None = None, gate: dict | None | bool = True,
-                 run: dict | None = None, agent: bool = True, samples: bool = True) -> Path:
+                 run: dict | None = None, agent: bool = True, samples: bool = True,
+                 streams: bool = True) -> Path:
     rd = root / f"{RUN_DATE}T10-00-00_synthetic"
     rd.mkdir(parents=True, exist_ok=True)
     findings = hand_findings() if findings is None else findings
@@ -172,6 +188,8 @@ def make_run_dir(root: Path, *, findings: list[Finding] | None = None, gate: dic
         # a torn last line, as a killed sampler leaves it
         with open(rd / "samples.jsonl", "a") as fh:
             fh.write('{"t": 17900000')
+    if streams:
+        write_streams(rd)
     for f in findings:
         for a in f.artifacts:
             if a.endswith(".png"):

@@ -196,7 +196,8 @@ def test_html_is_self_contained_and_embeds_plots_and_boundary_images(rendered):
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<script" not in html.lower()
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(imgs) >= 3  # stalls, process samples, the audio boundary zoom
+    # stalls, process samples, TTFA/gaps, buffer levels, and the audio boundary zoom
+    assert len(imgs) == 5 and "Not shown" not in html
     import base64
 
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
