@@ -43,7 +43,8 @@ def render_audit(ctx: RunContext) -> str:
     out.append(f"# Backend Audit — {ctx.date}")
     out.append("")
     scenario = f" under scenario `{ctx.scenario}`" if ctx.scenario else ""
-    out.append(f"**Scope**: runtime behaviour of `{ctx.target}`{scenario} (earshot run `{ctx.name}`).")
+    inj = f", with injected defects `{', '.join(ctx.injections)}`" if ctx.injections else ""
+    out.append(f"**Scope**: runtime behaviour of `{ctx.target}`{scenario}{inj} (earshot run `{ctx.name}`).")
     out.append("**Depth**: measured — every finding below was observed in a running backend, not inferred from source.")
     out.append(
         "**Method**: earshot launched the backend under instrumentation, drove the scenario, captured "

@@ -60,6 +60,15 @@ class RunContext:
         return str(t or "target")
 
     @property
+    def injections(self) -> list[str]:
+        inj = (self.run.get("options") or {}).get("inject") or self.run.get("inject") or []
+        return [str(i) for i in inj] if isinstance(inj, (list, tuple)) else [str(inj)]
+
+    @property
+    def started_unix(self) -> float | None:
+        return run_start_unix(self.run)
+
+    @property
     def scenario(self) -> str:
         s = self.run.get("scenario")
         if isinstance(s, dict):
@@ -80,6 +89,20 @@ class RunContext:
 
     def verdict(self) -> Verdict:
         return decide_verdict(self)
+
+
+def run_start_unix(run: dict[str, Any]) -> float | None:
+    for key in ("started", "started_at", "start_time", "t0"):
+        v = run.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        if isinstance(v, str):
+            try:
+                d = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return (d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return None
 
 
 def run_date(run: dict[str, Any], run_dir: Path) -> str:
@@ -110,6 +133,10 @@ def decide_verdict(ctx: RunContext) -> Verdict:
         return Verdict(v, str(ctx.gate.get("reason", "")), "gate", code)
     if invalid:
         return Verdict("INVALID", str(ctx.run.get("invalid_reason") or "run marked invalid"), "run", 2)
+    # no gate.json, but the run already printed a verdict and exited with it: agree with it
+    if str(ctx.run.get("verdict", "")).upper() in VERDICTS and "exit_code" in ctx.run:
+        v = str(ctx.run["verdict"]).upper()
+        return Verdict(v, str(ctx.run.get("verdict_reason", "")), "run", int(ctx.run["exit_code"]))
     c = ctx.counts
     if c["CRITICAL"] or c["HIGH"]:
         return Verdict("FAIL", f"{c['CRITICAL']} CRITICAL and {c['HIGH']} HIGH findings", "findings", 1)

@@ -75,6 +75,7 @@ def render_html(ctx: RunContext) -> str:
         name=redact(ctx.name),
         target=redact(ctx.target),
         scenario=redact(ctx.scenario),
+        injections=ctx.injections,
         date=ctx.date,
         verdict=type(v)(v.verdict, redact(v.reason), v.source, v.exit_code),
         problems=[redact(p) for p in ctx.problems],

@@ -32,7 +32,8 @@ def render_report_md(ctx: RunContext) -> str:
         out.append("Regressions against the baseline:")
         out.extend(f"- {md_cell(r if isinstance(r, str) else r.get('message') or r)}" for r in ctx.gate["regressions"])
         out.append("")
-    out.append(f"Target `{ctx.target}`" + (f", scenario `{ctx.scenario}`" if ctx.scenario else "") + f", run date {ctx.date}.")
+    inj = f", injected defects `{', '.join(ctx.injections)}`" if ctx.injections else ""
+    out.append(f"Target `{ctx.target}`" + (f", scenario `{ctx.scenario}`" if ctx.scenario else "") + inj + f", run date {ctx.date}.")
     out.append("")
     if ctx.problems:
         out.append("**Run problems**: " + "; ".join(ctx.problems))

@@ -44,13 +44,13 @@ def _to_b64(fig: Any) -> str:
 
 
 def _t0(ctx: RunContext, *series: list[float]) -> float:
-    """The run's start: run.json's numeric start when present, else the
+    """The run's start: run.json's start when present, else the
     earliest timestamp seen in any series plotted."""
-    for key in ("started", "started_at", "start_time", "t0"):
-        v = ctx.run.get(key)
-        if isinstance(v, (int, float)):
-            return float(v)
+    start = ctx.started_unix
     firsts = [min(s) for s in series if s]
+    # a start after the first sample means the clocks disagree: trust the data
+    if start is not None and (not firsts or start <= min(firsts)):
+        return start
     return min(firsts) if firsts else 0.0
 
 

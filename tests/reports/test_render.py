@@ -161,6 +161,9 @@ def test_junit_absent_without_gate_and_invalid_run_is_error_everywhere(tmp_path)
         (["LOW"], {"status": "invalid", "invalid_reason": "target died"}, False, "INVALID"),
         (["CRITICAL"], {}, {"verdict": "PASS", "exit_code": 0, "reason": "waived", "rules": []}, "PASS"),
         (["LOW"], {"status": "invalid", "invalid_reason": "x"}, {"verdict": "PASS", "exit_code": 0, "reason": "stale", "rules": []}, "INVALID"),
+        # no gate.json: the verdict the run printed and exited with wins over a recount
+        (["LOW"], {"verdict": "FAIL", "exit_code": 1, "verdict_reason": "p95 TTFA over budget"}, False, "FAIL"),
+        (["LOW"], {"started_at": "2026-09-21T10:00:00+00:00", "started": None}, False, "PASS"),
     ],
 )
 def test_verdict(tmp_path, severities, run, gate, expected):
