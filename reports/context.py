@@ -91,6 +91,33 @@ class RunContext:
         return decide_verdict(self)
 
 
+def rule_outcome(rule: dict[str, Any]) -> str:
+    """pass | fail | warn | not measured, from a gate.json rule. A required
+    rule that could not be measured fails: nothing was shown to be fine."""
+    status = str(rule.get("status") or ("passed" if rule.get("passed") else "failed"))
+    if status == "not measured":
+        return "fail" if rule.get("required") else "not measured"
+    if status == "passed" or rule.get("passed"):
+        return "pass"
+    return "fail" if rule.get("severity", "error") == "error" else "warn"
+
+
+def regression_text(r: Any) -> str:
+    if not isinstance(r, dict):
+        return str(r)
+    if r.get("message"):
+        return str(r["message"])
+    fig = r.get("figure", "?")
+    parts = [f"{fig}: {r.get('median_a')} → {r.get('median_b')}"]
+    if r.get("ratio") is not None:
+        parts.append(f"×{float(r['ratio']):.2f}")
+    if r.get("p_value") is not None:
+        parts.append(f"p={float(r['p_value']):.3g}")
+    if r.get("note"):
+        parts.append(str(r["note"]))
+    return " ".join(parts[:1]) + (f" ({', '.join(parts[1:])})" if parts[1:] else "")
+
+
 def run_start_unix(run: dict[str, Any]) -> float | None:
     for key in ("started", "started_at", "start_time", "t0"):
         v = run.get(key)

@@ -10,7 +10,7 @@ import jinja2
 
 from analysis.model import Finding
 
-from .context import RunContext
+from .context import RunContext, regression_text, rule_outcome
 from .plots import artifact_image, run_plots
 from .redact import redact
 from .text import fmt_number
@@ -64,11 +64,11 @@ def render_html(ctx: RunContext) -> str:
                 "expr": redact(str(rule.get("expr", ""))),
                 "severity": rule.get("severity", "error"),
                 "value_text": fmt_number(rule.get("value")),
-                "passed": bool(rule.get("passed")),
+                "outcome": rule_outcome(rule),
                 "message": redact(str(rule.get("message", ""))),
             }
         )
-    regressions = [redact(x if isinstance(x, str) else str(x.get("message") or x)) for x in (ctx.gate or {}).get("regressions") or []]
+    regressions = [redact(regression_text(x)) for x in (ctx.gate or {}).get("regressions") or []]
     for p in (plots := run_plots(ctx)):
         p.title, p.note, p.caption = redact(p.title), redact(p.note), redact(p.caption)
     return _env.get_template("report.html.j2").render(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from analysis.model import SEVERITIES
 
-from .context import RunContext
+from .context import RunContext, regression_text, rule_outcome
 from .redact import redact
 from .text import evidence_md, fmt_number, location_md, md_cell
 
@@ -22,7 +22,8 @@ def render_report_md(ctx: RunContext) -> str:
         out.append("| Rule | Severity | Value | Result | Message |")
         out.append("|------|----------|-------|--------|---------|")
         for r in ctx.gate["rules"]:
-            res = "pass" if r.get("passed") else ("**FAIL**" if r.get("severity") == "error" else "warn")
+            res = rule_outcome(r)
+            res = "**FAIL**" if res == "fail" else res
             out.append(
                 f"| `{md_cell(r.get('name', ''))}` | {r.get('severity', '')} | {fmt_number(r.get('value'))} "
                 f"| {res} | {md_cell(r.get('message', ''))} |"
@@ -30,7 +31,7 @@ def render_report_md(ctx: RunContext) -> str:
         out.append("")
     if ctx.gate and ctx.gate.get("regressions"):
         out.append("Regressions against the baseline:")
-        out.extend(f"- {md_cell(r if isinstance(r, str) else r.get('message') or r)}" for r in ctx.gate["regressions"])
+        out.extend(f"- {md_cell(regression_text(r))}" for r in ctx.gate["regressions"])
         out.append("")
     inj = f", injected defects `{', '.join(ctx.injections)}`" if ctx.injections else ""
     out.append(f"Target `{ctx.target}`" + (f", scenario `{ctx.scenario}`" if ctx.scenario else "") + inj + f", run date {ctx.date}.")

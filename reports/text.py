@@ -20,6 +20,8 @@ def location_md(loc: Location) -> str:
 
 
 def fmt_number(v: Any) -> str:
+    if v is None:
+        return "—"
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return str(v)
     if isinstance(v, int):

@@ -249,3 +249,23 @@ def test_cli(tmp_path):
     assert str(rd / "report.html") in r.stdout.splitlines()
     bad = subprocess.run([sys.executable, "-m", "reports", str(tmp_path / "nope")], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not found" in bad.stderr
+
+
+def test_gate_rules_as_the_gate_writes_them(tmp_path):
+    """gate.json rules carry a status; an optional rule the run could not
+    measure is skipped, a required one fails."""
+    gate = {"verdict": "FAIL", "exit_code": 1, "reason": "required figure missing", "rules": [
+        {"name": "streams measured", "expr": "streams_total >= 1", "severity": "error", "required": True, "status": "passed", "passed": True, "value": 10.0, "message": ""},
+        {"name": "loadgen", "expr": "loadgen_cpu_max_percent < 95", "severity": "warn", "required": False, "status": "not measured", "passed": False, "value": None, "message": "loadgen_cpu_max_percent not measured"},
+        {"name": "ttfa", "expr": "ttfa_p95_ms < 1500", "severity": "error", "required": True, "status": "not measured", "passed": False, "value": None, "message": "ttfa_p95_ms not measured"},
+    ], "regressions": [{"figure": "ttfa_p95_ms", "median_a": 130.0, "median_b": 420.0, "ratio": 3.23, "p_value": 0.002, "verdict": "worse", "note": ""}]}
+    rd = make_run_dir(tmp_path, gate=gate)
+    render_all(rd)
+    cases = {c.get("name"): c for c in ET.parse(rd / "junit.xml").getroot().iter("testcase")}
+    assert cases["streams measured"].find("failure") is None and cases["streams measured"].find("skipped") is None
+    assert cases["loadgen"].find("skipped") is not None and cases["loadgen"].find("failure") is None
+    assert cases["ttfa"].find("failure") is not None
+    md = (rd / "report.md").read_text()
+    assert "| `loadgen` | warn | — | not measured |" in md and "| `ttfa` | error | — | **FAIL** |" in md
+    assert "ttfa_p95_ms: 130.0 → 420.0 (×3.23, p=0.002)" in md
+    assert "ttfa_p95_ms: 130.0 → 420.0" in (rd / "report.html").read_text()
