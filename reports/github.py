@@ -76,6 +76,8 @@ class GitHub:
         *,
         api_url: str = DEFAULT_API_URL,
         max_wait_s: float = 60.0,
+        max_total_wait_s: float = 300.0,
+        create_pause_s: float = 0.0,
         timeout_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -84,6 +86,11 @@ class GitHub:
         self.repo = repo
         self.api_url = api_url.rstrip("/")
         self.max_wait_s = max_wait_s
+        self.max_total_wait_s = max_total_wait_s
+        # GitHub asks for a pause between content-creating requests, or it
+        # answers with secondary rate limits
+        self.create_pause_s = create_pause_s
+        self._created_any = False
         self.timeout_s = timeout_s
         self.sleep = sleep
         self.waited_s = 0.0
@@ -123,12 +130,16 @@ class GitHub:
 
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
         url = self._url(path)
+        if method == "POST" and self.create_pause_s > 0:
+            if self._created_any:
+                self.sleep(self.create_pause_s)
+            self._created_any = True
         for attempt in range(RETRIES + 1):
             r = self.s.request(method, url, timeout=self.timeout_s, **kw)
             wait = self._wait_for(r)
             if wait is None:
                 break
-            if wait > self.max_wait_s or attempt == RETRIES:
+            if wait > self.max_wait_s or attempt == RETRIES or self.waited_s + wait > self.max_total_wait_s:
                 raise RateLimited(
                     f"GitHub rate limit on {method} {urlsplit(url).path}: asked to wait {wait:.0f} s "
                     f"(limit {self.max_wait_s:.0f} s, attempt {attempt + 1})",

@@ -55,8 +55,11 @@ def _t0(ctx: RunContext, *series: list[float]) -> float:
 
 
 def _num(d: dict[str, Any], *keys: str) -> float | None:
+    """The first numeric field of `keys`, also looked up inside a nested
+    "lag" object (the agent's lag record may group its percentiles)."""
+    nested = d.get("lag") if isinstance(d.get("lag"), dict) else {}
     for k in keys:
-        v = d.get(k)
+        v = d.get(k, nested.get(k))
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
     return None

@@ -216,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repo", required=True, help="OWNER/NAME")
     ap.add_argument("--dry-run", action="store_true", help="list and match, write issues/*.md, file nothing")
     ap.add_argument("--api-url", default=os.environ.get("GITHUB_API_URL", DEFAULT_API_URL))
-    ap.add_argument("--max-wait", type=float, default=60.0, help="longest rate-limit wait to sit out, seconds")
+    ap.add_argument("--max-wait", type=float, default=60.0, help="longest single rate-limit wait to sit out, seconds")
+    ap.add_argument("--max-total-wait", type=float, default=300.0, help="rate-limit waiting allowed in all, seconds")
+    ap.add_argument("--pause", type=float, default=1.0, help="pause between issues and comments created, seconds")
     args = ap.parse_args(argv)
     try:
         ctx = load_context(args.run_dir)
@@ -234,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         token = None
     try:
-        gh = GitHub(args.repo, token, api_url=args.api_url, max_wait_s=args.max_wait)
+        gh = GitHub(args.repo, token, api_url=args.api_url, max_wait_s=args.max_wait,
+                    max_total_wait_s=args.max_total_wait, create_pause_s=max(0.0, args.pause))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -256,14 +256,14 @@ def _cli(args, env_extra=None, cwd=ROOT):
 
 
 def test_cli_publishes_prints_the_table_and_never_the_token(gh_server, run_dir):
-    r = _cli([str(run_dir), "--repo", gh_server.repo, "--api-url", gh_server.url], {"GITHUB_TOKEN": TOKEN})
+    r = _cli([str(run_dir), "--repo", gh_server.repo, "--api-url", gh_server.url, "--pause", "0"], {"GITHUB_TOKEN": TOKEN})
     assert r.returncode == 0, r.stderr
     assert "| # | Finding | Severity | Dedup | Issue |" in r.stdout and "**Created**: 7 new issues" in r.stdout
     assert TOKEN not in r.stdout + r.stderr
     # the audit now carries the issue numbers
     audit = (run_dir / "audit" / f"AUDIT_BACKEND_{RUN_DATE}.md").read_text()
     assert re.search(r"\| Filed \| #\d+ \|", audit)
-    r2 = _cli([str(run_dir), "--repo", gh_server.repo, "--api-url", gh_server.url], {"GITHUB_TOKEN": TOKEN})
+    r2 = _cli([str(run_dir), "--repo", gh_server.repo, "--api-url", gh_server.url, "--pause", "0"], {"GITHUB_TOKEN": TOKEN})
     assert r2.returncode == 0 and "**Created**: 0 new issues" in r2.stdout
     assert len(gh_server.created()) == 7
 
@@ -292,3 +292,20 @@ def test_cli_bad_input_is_one_line_and_nonzero(run_dir, args, env, msg):
 def test_cli_missing_run_dir(tmp_path):
     r = _cli([str(tmp_path / "nope"), "--repo", "a/b"], {"GITHUB_TOKEN": TOKEN})
     assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_waiting_is_bounded_in_total_and_creates_are_paced(gh_server, run_dir):
+    gh_server.faults = [Fault("POST", "/issues", 429, {"Retry-After": "20"}, times=10)]
+    sleeps = Sleeps()
+    gh = GitHub(gh_server.repo, TOKEN, api_url=gh_server.url, max_wait_s=30, max_total_wait_s=50,
+                create_pause_s=1.0, sleep=sleeps)
+    res = publish(load_context(run_dir), gh, log=lambda s: None)
+    # two 20 s waits fit in 50 s, a third does not: stop rather than wait on
+    assert res.aborted and "rate limit" in res.aborted
+    assert sum(s for s in sleeps if s == 20) == 40 and gh.waited_s == 40
+    gh_server.faults = []
+    sleeps2 = Sleeps()
+    gh2 = GitHub(gh_server.repo, TOKEN, api_url=gh_server.url, create_pause_s=1.0, sleep=sleeps2)
+    res2 = publish(load_context(run_dir), gh2, log=lambda s: None)
+    assert res2.created == 7
+    assert sleeps2 == [1.0] * 6  # a pause before each of the 7 creates but the first
