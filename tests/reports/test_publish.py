@@ -309,3 +309,21 @@ def test_waiting_is_bounded_in_total_and_creates_are_paced(gh_server, run_dir):
     res2 = publish(load_context(run_dir), gh2, log=lambda s: None)
     assert res2.created == 7
     assert sleeps2 == [1.0] * 6  # a pause before each of the 7 creates but the first
+
+
+def test_an_issue_we_filed_then_closed_comes_back_as_a_regression(gh_server, run_dir):
+    publish(load_context(run_dir), gh_for(gh_server), log=lambda s: None)
+    fixed = next(i for i in gh_server.created() if "Seek answers" in i["title"])
+    fixed["state"] = "closed"  # "fixed"; the next run measures it again
+    res = publish(load_context(run_dir), gh_for(gh_server), log=lambda s: None)
+    assert res.created == 1
+    o = next(o for o in res.outcomes if o.note == "created")
+    assert o.dedup == f"Regression of #{fixed['number']}"
+    assert gh_server.comments[fixed["number"]][0]["body"].startswith(f"Related: #{o.issue} - regression")
+    audit = (run_dir / "audit" / f"AUDIT_BACKEND_{RUN_DATE}.md")
+    from reports import render_all
+
+    render_all(run_dir)
+    assert f"- **Status**: Regression of #{fixed['number']}" in audit.read_text()
+    res3 = publish(load_context(run_dir), gh_for(gh_server), log=lambda s: None)
+    assert res3.created == 0 and len(gh_server.created()) == 8
