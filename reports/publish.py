@@ -91,7 +91,11 @@ def write_bodies(ctx: RunContext, bodies: dict[str, str]) -> None:
         (d / f"{fid}.md").write_text(body, encoding="utf-8")
 
 
-def publish(ctx: RunContext, gh: GitHub, *, dry_run: bool = False, log: Callable[[str], None] = print) -> PublishResult:
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def publish(ctx: RunContext, gh: GitHub, *, dry_run: bool = False, log: Callable[[str], None] = _stderr) -> PublishResult:
     result = PublishResult()
     ledger = None if dry_run else Ledger(ctx.run_dir, gh.repo)
     try:
@@ -216,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repo", required=True, help="OWNER/NAME")
     ap.add_argument("--dry-run", action="store_true", help="list and match, write issues/*.md, file nothing")
     ap.add_argument("--api-url", default=os.environ.get("GITHUB_API_URL", DEFAULT_API_URL))
+    ap.add_argument("--audit-dir", type=Path, help="also refresh the audit here (a target checkout's docs/audits/)")
     ap.add_argument("--max-wait", type=float, default=60.0, help="longest single rate-limit wait to sit out, seconds")
     ap.add_argument("--max-total-wait", type=float, default=300.0, help="rate-limit waiting allowed in all, seconds")
     ap.add_argument("--pause", type=float, default=1.0, help="pause between issues and comments created, seconds")
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         # the audit's Status and Issue columns now know the issue numbers
         from . import render_all
 
-        render_all(ctx.run_dir)
+        render_all(ctx.run_dir, audit_dir=args.audit_dir)
     if result.aborted:
         print(f"error: {result.aborted}", file=sys.stderr)
     return result.exit_code
