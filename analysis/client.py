@@ -152,6 +152,12 @@ def analyse_client(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     metrics["underrun_total_s"] = round(sum(st.underrun_total_s for st in judged), 3)
     rates = [st.delivery_rate_x for st in judged if st.delivery_rate_x]
     metrics["delivery_rate_x_p50"] = _pct(rates, 50)
+    # aggregate PCM throughput the server delivered over the whole load
+    frame_t = [e["t"] for s in streams for e in s.events if e.get("kind") == "binary"]
+    total_bytes = sum(e.get("bytes", 0) for s in streams for e in s.events if e.get("kind") == "binary")
+    metrics["pcm_received_mb"] = round(total_bytes / 1e6, 3)
+    if len(frame_t) > 1 and max(frame_t) > min(frame_t):
+        metrics["throughput_mb_s"] = round(total_bytes / 1e6 / (max(frame_t) - min(frame_t)), 3)
     samples["ttfa_ms"] = ttfa_ms
     samples["frame_gap_ms"] = gaps_ms[:: max(1, len(gaps_ms) // 5000)] if gaps_ms else []
 
@@ -215,6 +221,11 @@ def analyse_client(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     metrics["rest_latency_p50_ms"] = _pct(lat, 50)
     metrics["rest_latency_p95_ms"] = _pct(lat, 95)
     samples["rest_latency_ms"] = lat
+
+    # the backend's CPU while loaded (samples.jsonl is sampled out of process)
+    cpu = [x.get("cpu_percent") for x in iter_jsonl(run_dir / "samples.jsonl") if x.get("cpu_percent") is not None]
+    if cpu:
+        metrics["target_cpu_mean_percent"] = round(float(np.mean(cpu)), 1)
 
     # the load generator's own health
     ls = list(iter_jsonl(run_dir / LOAD / "loadgen_samples.jsonl"))

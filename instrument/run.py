@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario option (repeatable)")
     p.add_argument("--locust-workers", type=int, default=0, help="run Locust as a master with N local workers")
-    p.add_argument("--ws-compression", choices=["on", "off"], default="on",
-                   help="offer permessage-deflate as browsers do (default on)")
+    p.add_argument("--ws-compression", choices=["on", "off", "both"], default="on",
+                   help="offer permessage-deflate as browsers do (default on); 'both' runs the scenario with it "
+                        "on and off and reports them side by side")
     p.add_argument("--out", help="run directory (default runs/<timestamp>_<scenario>)")
     p.add_argument("--port", type=int, help="target port (default: a free loopback port)")
     p.add_argument("--startup-timeout", type=float, default=90.0, help="seconds to wait for the target's health")
@@ -313,6 +314,23 @@ def finish(run_dir: Path, *, gate_file: str | None = None, baseline: str | None 
     return code
 
 
+def compare_compression(args: argparse.Namespace) -> int:
+    """The same scenario with permessage-deflate on, then off, side by side."""
+    from reports.side_by_side import render
+
+    stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    base = Path(args.out) if args.out else PROJECT_ROOT / "runs" / f"{stamp}_{args.scenario}_compression"
+    codes, runs = [], []
+    for mode in ("on", "off"):
+        sub = argparse.Namespace(**{**vars(args), "ws_compression": mode, "out": str(base / f"compression-{mode}")})
+        codes.append(execute(sub))
+        runs.append((f"deflate {mode}", base / f"compression-{mode}"))
+    path = render(runs, base / "compression.md", f"{args.scenario}: permessage-deflate on vs off")
+    print(path.read_text())
+    print(f"comparison: {path}")
+    return max(codes)
+
+
 def _gate(run_dir, doc, findings, gate_file, baseline, no_gate, target_root):
     from analysis.model import count_by_severity
 
@@ -470,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a CI runner cancelling us) is handled like Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        if args.ws_compression == "both":
+            return compare_compression(args)
         return execute(args)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
