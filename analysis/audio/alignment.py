@@ -1,0 +1,234 @@
+"""Alignment of a capture against its source: dropped and repeated samples.
+
+The lag (source frame - capture frame) is measured by normalised
+cross-correlation at checkpoints: just before and just after every boundary
+and every ``check_s`` in between. Where the lag changes by a whole number of
+samples, the exact frame of the change is found by fitting a short FIR
+(gain + mild EQ + sub-sample shift) from the source to the capture under
+each lag and choosing the split that explains the capture best. A processed
+(mastered) stream therefore aligns as well as a bit-exact one.
+
+Lag up = source frames skipped = ``dropped_samples``; down = ``repeated_samples``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.signal import correlate
+
+from .defect import AudioDefect
+
+_TINY = 1e-20
+
+
+@dataclass
+class Alignment:
+    start_lag: int | None
+    segments: list[tuple[int, int]] = field(default_factory=list)  # (first capture frame, lag) from there on
+    checkpoints: list[tuple[int, float, float]] = field(default_factory=list)  # (frame, lag, correlation)
+
+    def lag_at(self, frames: np.ndarray) -> np.ndarray:
+        if len(self.segments) == 1:
+            return np.full(np.shape(frames), self.segments[0][1], dtype=np.int64)
+        starts = np.array([s for s, _ in self.segments])
+        lags = np.array([lag for _, lag in self.segments])
+        return lags[np.clip(np.searchsorted(starts, frames, side="right") - 1, 0, len(lags) - 1)]
+
+
+def _mono(x: np.ndarray) -> np.ndarray:
+    """Mid signal (float32, one pass); 1-D input is taken as already mono."""
+    if x.ndim == 1:
+        return x
+    return x[:, 0] + x[:, 1] if x.shape[1] == 2 else x.mean(axis=1, dtype=np.float32)
+
+
+def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window: int = 4096,
+                 max_shift: int = 2048) -> tuple[float, float] | None:
+    """(lag, normalised correlation) of x[at:at+window] within s around
+    at+expected +- max_shift; sub-sample by parabolic interpolation. Among
+    near-equal peaks (periodic content) the one nearest ``expected`` wins."""
+    seg = x[at: at + window].astype(np.float64)
+    lo = at + expected - max_shift
+    hi = at + expected + window + max_shift
+    if len(seg) < window or lo < 0 or hi > len(s):
+        lo, hi = max(lo, 0), min(hi, len(s))
+        if len(seg) < window // 4 or hi - lo < len(seg):
+            return None
+    ref = s[lo:hi].astype(np.float64)
+    e_seg = float(np.dot(seg, seg))
+    if e_seg < 1e-12:
+        return None
+    c = correlate(ref, seg, mode="valid", method="fft")
+    cs = np.concatenate([[0.0], np.cumsum(ref ** 2)])
+    e_ref = cs[len(seg):] - cs[: len(cs) - len(seg)]
+    ncc = c / np.sqrt(e_seg * np.maximum(e_ref, 1e-12))
+    best = float(ncc.max())
+    cand = np.flatnonzero(ncc >= best - max(1e-4, 0.01 * (1 - best) + 1e-3 * best))
+    lags = lo + cand - at
+    k = int(cand[np.argmin(np.abs(lags - expected))])
+    frac = 0.0
+    if 0 < k < len(ncc) - 1:
+        y0, y1, y2 = ncc[k - 1], ncc[k], ncc[k + 1]
+        den = y0 - 2 * y1 + y2
+        frac = float(0.5 * (y0 - y2) / den) if den < 0 else 0.0
+    return lo + k - at + frac, float(ncc[k])
+
+
+def coarse_offset(x: np.ndarray, s: np.ndarray, sr: int, expected: int = 0, search_s: float = 0.5) -> int | None:
+    """Source offset of the capture's first frame, searching +-search_s around
+    ``expected`` from the first non-silent second of the capture, then the
+    whole source if that fails."""
+    xm, sm = _mono(x), _mono(s)
+    loud = np.flatnonzero(np.abs(xm) > 1e-4)
+    if not len(loud):
+        return None
+    at = int(loud[0])
+    win = min(sr, len(xm) - at)
+    for shift in (int(search_s * sr), len(sm)):
+        r = estimate_lag(xm, sm, at, expected, window=win, max_shift=shift) if shift < len(sm) else None
+        if r is None and shift >= len(sm):
+            seg = xm[at: at + win].astype(np.float64)
+            if len(seg) < 64:
+                return None
+            c = correlate(sm.astype(np.float64), seg, mode="valid", method="fft")
+            return int(np.argmax(c)) - at
+        if r is not None and r[1] > 0.5:
+            return int(round(r[0]))
+    return None
+
+
+def _fir_fit_error(y: np.ndarray, s: np.ndarray, taps: int, fit: np.ndarray) -> np.ndarray:
+    """Squared error per sample of y predicted from s by an FIR (centred,
+    ``taps`` long) least-squares fitted on the rows in ``fit``."""
+    h = taps // 2
+    sp = np.pad(s.astype(np.float64), (h, h))
+    m = np.lib.stride_tricks.sliding_window_view(sp, taps)[: len(y)]
+    coef, *_ = np.linalg.lstsq(m[fit], y[fit], rcond=None)
+    return (y - m @ coef) ** 2
+
+
+def locate_change(x: np.ndarray, s: np.ndarray, lo: int, hi: int, lag1: int, lag2: int, taps: int = 9) -> tuple[int, float]:
+    """Frame in [lo, hi) where the lag switches from lag1 to lag2, and how much
+    better (dB) the two-piece fit is than the best single lag."""
+    lo = max(lo, -min(lag1, lag2), 0)
+    hi = min(hi, len(x), len(s) - max(lag1, lag2))
+    y = x[lo:hi].astype(np.float64)
+    n = len(y)
+    if n < 4 * taps:
+        return lo, 0.0
+    q = max(taps * 4, n // 4)
+    first, last = np.zeros(n, bool), np.zeros(n, bool)
+    first[:q], last[n - q:] = True, True
+    e1 = _fir_fit_error(y, s[lo + lag1: hi + lag1], taps, first)
+    e2 = _fir_fit_error(y, s[lo + lag2: hi + lag2], taps, last)
+    c1 = np.concatenate([[0.0], np.cumsum(e1)])
+    c2 = np.concatenate([[0.0], np.cumsum(e2)])
+    cost = c1 + (c2[-1] - c2)
+    k = int(np.argmin(cost))
+    single = min(c1[-1], c2[-1])
+    return lo + k, float(10 * np.log10((single + _TINY) / (cost[k] + _TINY)))
+
+
+def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *, expected_offset: int = 0,
+          check_s: float = 2.0, window: int = 2048, max_shift: int = 1024, min_corr: float = 0.6) -> Alignment:
+    """Track the lag through the capture (see module docstring)."""
+    xm, sm = _mono(x), _mono(source)
+    start = coarse_offset(xm, sm, sr, expected_offset)
+    al = Alignment(start)
+    if start is None:
+        return al
+    b = np.asarray(boundaries, dtype=np.int64)
+    guard = int(0.002 * sr)
+    pts = set(np.arange(0, max(0, len(xm) - window), int(check_s * sr)).tolist())
+    pts.update((b - guard - window).tolist())
+    pts.update((b + guard).tolist())
+    pts = sorted(p for p in pts if 0 <= p <= len(xm) - window)
+    lag, lag_f = start, float(start)
+    al.segments.append((0, start))
+    prev_at = 0
+    for p in pts:
+        r = estimate_lag(xm, sm, p, lag, window=window, max_shift=max_shift)
+        if r is None or r[1] < min_corr:
+            continue
+        new_f, corr = r
+        al.checkpoints.append((p, new_f, corr))
+        new = int(round(new_f))
+        # a whole-sample change only: fractional drift comes from EQ phase
+        if new != lag and abs(new_f - lag_f) >= 0.75:
+            at, gain_db = locate_change(xm, sm, prev_at, p + window, lag, new)
+            al.segments.append((at, new))
+            lag = new
+        lag_f = new_f
+        prev_at = p
+    return al
+
+
+def detect_drops_and_repeats(x: np.ndarray, sr: int, boundaries: np.ndarray, alignment: Alignment, *,
+                             source: np.ndarray | None = None, boundary_tolerance_s: float = 0.002) -> list[AudioDefect]:
+    """x and source may be mono (1-D) or (frames, channels)."""
+    """One defect per lag change. magnitude: samples dropped/repeated; score:
+    how much better the two-piece alignment explains the capture (dB)."""
+    out = []
+    b = np.asarray(boundaries, dtype=np.int64)
+    segs = alignment.segments
+    for (s0, l0), (s1, l1) in zip(segs, segs[1:]):
+        d = l1 - l0
+        score = 0.0
+        if source is not None:
+            _, score = locate_change(_mono(x), _mono(source), s1 - 2048, s1 + 2048, l0, l1)
+        bi = None
+        if len(b):
+            j = int(np.argmin(np.abs(b - s1)))
+            if abs(b[j] - s1) <= boundary_tolerance_s * sr:
+                bi = j
+        out.append(AudioDefect("dropped_samples" if d > 0 else "repeated_samples", s1 / sr, bi, float(abs(d)),
+                               "samples", score, 0.0, {"lag_before": l0, "lag_after": l1, "frame": s1}))
+    return out
+
+
+class AlignedSource:
+    """The source seen in capture time, without copying it: slices and index
+    arrays are in capture frames and come back as source frames (zeros where
+    the source has none). Analysis only ever reads windows of it."""
+
+    def __init__(self, source: np.ndarray, n_frames: int, alignment: Alignment):
+        self.source = source
+        self.alignment = alignment
+        self.shape = (n_frames, source.shape[1])
+        self.dtype = source.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        if isinstance(key, slice):
+            a, b, _ = key.indices(self.shape[0])
+            idx = np.arange(a, b)
+        else:
+            idx = np.asarray(key)
+        src = idx + self.alignment.lag_at(idx)
+        if src.size and src.min() >= 0 and src.max() < len(self.source):
+            return self.source[src]
+        ok = (src >= 0) & (src < len(self.source))
+        out = self.source[np.clip(src, 0, len(self.source) - 1)]
+        if not ok.all():
+            out = out.copy()
+            out[~ok] = 0
+        return out
+
+    def contiguous(self) -> np.ndarray:
+        """Whole aligned source (one gather); for the pass-through check."""
+        return self[0:self.shape[0]]
+
+    def start_view(self) -> np.ndarray:
+        """The source from the start lag on, as a view (small later lag
+        changes ignored): enough for 10 ms level traces."""
+        lag = max(0, int(self.alignment.start_lag or 0))
+        return self.source[lag: lag + self.shape[0]]
+
+
+def aligned_source(source: np.ndarray, n_frames: int, alignment: Alignment) -> AlignedSource | None:
+    if alignment.start_lag is None:
+        return None
+    return AlignedSource(source, n_frames, alignment)

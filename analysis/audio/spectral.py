@@ -1,0 +1,90 @@
+"""Spectral steps: octave-band energies just after a boundary vs just before.
+
+The broadband change (median over bands) is removed, so a pure gain change
+is a level step, not a spectral one; what remains is a change of shape, what
+a per-chunk EQ produces. With the aligned source the source's own band
+changes are subtracted (a sweep moves across bands by itself).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from .confirm import confirm, reference_positions
+from .defect import AudioDefect
+
+_TINY = 1e-20
+BAND_EDGES_HZ = 62.5 * 2.0 ** np.arange(0, 10)  # 62.5 Hz .. 32 kHz: 9 octave bands
+
+
+def band_energies_db(frames: np.ndarray, sr: int, edges_hz: np.ndarray = BAND_EDGES_HZ) -> np.ndarray:
+    """frames: (n, length) -> (n, bands) energy in dB."""
+    spec = np.abs(scipy.fft.rfft((frames * np.hanning(frames.shape[1])).astype(np.float32), axis=1)) ** 2
+    f = np.fft.rfftfreq(frames.shape[1], 1 / sr)
+    idx = np.searchsorted(f, edges_hz)
+    cs = np.concatenate([np.zeros((len(spec), 1)), np.cumsum(spec, axis=1)], axis=1)
+    e = cs[:, idx[1:]] - cs[:, idx[:-1]]
+    return 10 * np.log10(e + _TINY)
+
+
+def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window: int = 4096, guard: int = 44,
+                         source: np.ndarray | None = None, floor_db: float = -60.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per centre: (max |band change - median band change| in dB, worst band index).
+
+    Bands more than ``floor_db`` below the loudest band on either side are
+    ignored (their level is noise)."""
+    c = np.asarray(centers, dtype=np.int64)
+
+    def change(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ok = (c - guard - window >= 0) & (c + guard + window <= len(sig))
+        d = np.full((len(c), len(BAND_EDGES_HZ) - 1), np.nan)
+        valid = np.zeros((len(c), len(BAND_EDGES_HZ) - 1), dtype=bool)
+        if ok.any():
+            cc = c[ok][:, None]
+            wb = np.asarray(sig[cc - guard - window + np.arange(window)]).mean(axis=2)
+            wa = np.asarray(sig[cc + guard + np.arange(window)]).mean(axis=2)
+            eb = band_energies_db(wb, sr)
+            ea = band_energies_db(wa, sr)
+            d[ok] = ea - eb
+            valid[ok] = (eb > eb.max(axis=1, keepdims=True) + floor_db) & (ea > ea.max(axis=1, keepdims=True) + floor_db)
+        return d, valid
+
+    d, valid = change(x)
+    if source is not None:
+        ds, vs = change(source)
+        d, valid = d - ds, valid & vs
+    d = np.where(valid, d, np.nan)
+    enough = np.sum(valid, axis=1) >= 3
+    with np.errstate(all="ignore"):
+        shape = np.abs(d - np.nanmedian(d, axis=1, keepdims=True)) if d.size else d
+    metric = np.full(len(c), np.nan)
+    band = np.zeros(len(c), dtype=int)
+    if enough.any():
+        sh = np.where(np.isnan(shape[enough]), -np.inf, shape[enough])
+        metric[enough] = sh.max(axis=1)
+        band[enough] = sh.argmax(axis=1)
+    return metric, band
+
+
+def detect_spectral_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
+                          window_s: float = 0.0464, guard_s: float = 0.001, z_min: float = 6.0,
+                          excess_min_db: float = 1.0, scale_floor_db: float = 0.2, n_reference: int = 120,
+                          seed: int = 0) -> list[AudioDefect]:
+    """Spectral-shape steps at boundaries. magnitude: worst band's change
+    relative to the broadband change, in dB; detail names the band."""
+    b = np.asarray(boundaries, dtype=np.int64)
+    if not len(b):
+        return []
+    refs = reference_positions(len(x), b, sr, count=n_reference, seed=seed + 2)
+    m, band = spectral_step_metric(x, np.concatenate([b, refs]), sr, window=int(window_s * sr),
+                                   guard=int(guard_s * sr), source=source)
+    conf = confirm(m[: len(b)], m[len(b):], z_min=z_min, excess_min=excess_min_db, scale_floor=scale_floor_db)
+    out = []
+    for i, cf in enumerate(conf):
+        if cf.confirmed:
+            lo = BAND_EDGES_HZ[band[i]]
+            out.append(AudioDefect("spectral_step", float(b[i] / sr), i, cf.metric, "dB", cf.score,
+                                   cf.false_alarm_rate, {"band_hz": [float(lo), float(lo * 2)],
+                                                         "source_relative": source is not None,
+                                                         "n_reference": cf.n_reference}))
+    return out
