@@ -27,6 +27,7 @@ class Alignment:
     start_lag: int | None
     segments: list[tuple[int, int]] = field(default_factory=list)  # (first capture frame, lag) from there on
     checkpoints: list[tuple[int, float, float]] = field(default_factory=list)  # (frame, lag, correlation)
+    scores: list[float] = field(default_factory=list)  # dB improvement of each lag change
 
     def lag_at(self, frames: np.ndarray) -> np.ndarray:
         if len(self.segments) == 1:
@@ -44,8 +45,8 @@ def _mono(x: np.ndarray) -> np.ndarray:
 
 
 def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window: int = 4096,
-                 max_shift: int = 2048) -> tuple[float, float] | None:
-    """(lag, normalised correlation) of x[at:at+window] within s around
+                 max_shift: int = 2048) -> tuple[float, float, float] | None:
+    """(lag, normalised correlation, peak sharpness) of x[at:at+window] within s around
     at+expected +- max_shift; sub-sample by parabolic interpolation. Among
     near-equal peaks (periodic content) the one nearest ``expected`` wins."""
     seg = x[at: at + window].astype(np.float64)
@@ -64,7 +65,14 @@ def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window
     e_ref = cs[len(seg):] - cs[: len(cs) - len(seg)]
     ncc = c / np.sqrt(e_seg * np.maximum(e_ref, 1e-12))
     best = float(ncc.max())
-    cand = np.flatnonzero(ncc >= best - max(1e-4, 0.01 * (1 - best) + 1e-3 * best))
+    # periodic content has many near-equal peaks; take local maxima within 1%
+    # of the best and keep the one nearest the lag we expect
+    peak = np.ones(len(ncc), dtype=bool)
+    peak[1:] &= ncc[1:] >= ncc[:-1]
+    peak[:-1] &= ncc[:-1] >= ncc[1:]
+    cand = np.flatnonzero(peak & (ncc >= best - 0.01))
+    if not len(cand):
+        cand = np.array([int(np.argmax(ncc))])
     lags = lo + cand - at
     k = int(cand[np.argmin(np.abs(lags - expected))])
     frac = 0.0
@@ -72,7 +80,13 @@ def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window
         y0, y1, y2 = ncc[k - 1], ncc[k], ncc[k + 1]
         den = y0 - 2 * y1 + y2
         frac = float(0.5 * (y0 - y2) / den) if den < 0 else 0.0
-    return lo + k - at + frac, float(ncc[k])
+    # how much the correlation falls one sample off the peak: near zero for
+    # low-frequency content, where a lag is not known to the sample
+    if 0 < k < len(ncc) - 1:
+        sharp = float(ncc[k] - max(ncc[k - 1], ncc[k + 1]))
+    else:
+        sharp = 0.0
+    return lo + k - at + frac, float(ncc[k]), sharp
 
 
 def coarse_offset(x: np.ndarray, s: np.ndarray, sr: int, expected: int = 0, search_s: float = 0.5) -> int | None:
@@ -108,16 +122,19 @@ def _fir_fit_error(y: np.ndarray, s: np.ndarray, taps: int, fit: np.ndarray) -> 
     return (y - m @ coef) ** 2
 
 
-def locate_change(x: np.ndarray, s: np.ndarray, lo: int, hi: int, lag1: int, lag2: int, taps: int = 9) -> tuple[int, float]:
+def locate_change(x: np.ndarray, s: np.ndarray, lo: int, hi: int, lag1: int, lag2: int, taps: int = 9,
+                  fit_len: int = 2048) -> tuple[int, float]:
     """Frame in [lo, hi) where the lag switches from lag1 to lag2, and how much
-    better (dB) the two-piece fit is than the best single lag."""
+    better (dB) the two-piece fit is than the best single lag. The FIR for
+    each lag is fitted on the first / last ``fit_len`` frames, the checkpoint
+    windows whose lag was measured."""
     lo = max(lo, -min(lag1, lag2), 0)
     hi = min(hi, len(x), len(s) - max(lag1, lag2))
     y = x[lo:hi].astype(np.float64)
     n = len(y)
     if n < 4 * taps:
         return lo, 0.0
-    q = max(taps * 4, n // 4)
+    q = max(taps * 4, min(fit_len, n // 4))
     first, last = np.zeros(n, bool), np.zeros(n, bool)
     first[:q], last[n - q:] = True, True
     e1 = _fir_fit_error(y, s[lo + lag1: hi + lag1], taps, first)
@@ -131,7 +148,8 @@ def locate_change(x: np.ndarray, s: np.ndarray, lo: int, hi: int, lag1: int, lag
 
 
 def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *, expected_offset: int = 0,
-          check_s: float = 2.0, window: int = 2048, max_shift: int = 1024, min_corr: float = 0.6) -> Alignment:
+          check_s: float = 2.0, window: int = 2048, max_shift: int = 1024, min_corr: float = 0.6,
+          min_improvement_db: float = 12.0, min_sharpness: float = 5e-5) -> Alignment:
     """Track the lag through the capture (see module docstring)."""
     xm, sm = _mono(x), _mono(source)
     start = coarse_offset(xm, sm, sr, expected_offset)
@@ -149,16 +167,29 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
     prev_at = 0
     for p in pts:
         r = estimate_lag(xm, sm, p, lag, window=window, max_shift=max_shift)
-        if r is None or r[1] < min_corr:
+        if r is None or r[1] < min_corr or r[2] < min_sharpness:
             continue
-        new_f, corr = r
+        new_f, corr, _ = r
         al.checkpoints.append((p, new_f, corr))
         new = int(round(new_f))
+        if len(al.checkpoints) == 1:
+            # the coarse offset is only good to a sample or two on dull
+            # content; the first sharp checkpoint fixes the start lag
+            lag, lag_f = new, new_f
+            al.segments[0] = (0, new)
+            al.start_lag = new
+            prev_at = p
+            continue
         # a whole-sample change only: fractional drift comes from EQ phase
+        new = lag + int(round(new_f - lag_f))
         if new != lag and abs(new_f - lag_f) >= 0.75:
-            at, gain_db = locate_change(xm, sm, prev_at, p + window, lag, new)
-            al.segments.append((at, new))
-            lag = new
+            at, gain_db = locate_change(xm, sm, prev_at, p + window, lag, new, fit_len=window)
+            # a real skip makes one lag explain each side far better than
+            # either lag explains both; EQ phase drift does not
+            if gain_db >= min_improvement_db:
+                al.segments.append((at, new))
+                al.scores.append(gain_db)
+                lag = new
         lag_f = new_f
         prev_at = p
     return al
@@ -172,11 +203,9 @@ def detect_drops_and_repeats(x: np.ndarray, sr: int, boundaries: np.ndarray, ali
     out = []
     b = np.asarray(boundaries, dtype=np.int64)
     segs = alignment.segments
-    for (s0, l0), (s1, l1) in zip(segs, segs[1:]):
+    for k, ((s0, l0), (s1, l1)) in enumerate(zip(segs, segs[1:])):
         d = l1 - l0
-        score = 0.0
-        if source is not None:
-            _, score = locate_change(_mono(x), _mono(source), s1 - 2048, s1 + 2048, l0, l1)
+        score = alignment.scores[k] if k < len(alignment.scores) else 0.0
         bi = None
         if len(b):
             j = int(np.argmin(np.abs(b - s1)))

@@ -32,7 +32,7 @@ def crossfade_dip_metric(trace: np.ndarray, centers_frames: np.ndarray, *, lengt
     """Per centre (in trace frames): (deepest dip dB, its centre frame, its length in frames).
 
     dip = mean level of [c-L, c-L/2) and (c+L/2, c+L] minus mean level of c +- L/6,
-    maximised over L in ``lengths`` and c in centre +- L (steps of L/4)."""
+    maximised over L in ``lengths`` and c in centre +- L/2 (steps of L/4)."""
     cs = np.concatenate([[0.0], np.cumsum(trace)])
     silent = np.concatenate([[0], np.cumsum(trace < silence_db)])
     n = len(trace)
@@ -44,7 +44,7 @@ def crossfade_dip_metric(trace: np.ndarray, centers_frames: np.ndarray, *, lengt
         return (cs[b] - cs[a]) / np.maximum(b - a, 1)
 
     for L in lengths:
-        for k in range(-4, 5):
+        for k in range(-2, 3):
             c = np.asarray(centers_frames, dtype=np.int64) + k * L // 4
             a0, a1 = c - L, c - L // 2
             b0, b1 = c + L // 2 + 1, c + L + 1
@@ -63,7 +63,7 @@ def crossfade_dip_metric(trace: np.ndarray, centers_frames: np.ndarray, *, lengt
 
 
 def detect_crossfade_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
-                          frame_s: float = 0.01, lengths_s: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0),
+                          frame_s: float = 0.01, lengths_s: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
                           z_min: float = 6.0, excess_min_db: float = 1.5, scale_floor_db: float = 0.1,
                           n_reference: int = 100, seed: int = 0) -> list[AudioDefect]:
     """Crossfade dips around boundaries. magnitude: dip depth in dB (about
@@ -80,7 +80,7 @@ def detect_crossfade_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sou
         k = min(len(st), len(trace))
         trace = np.where(st[:k] > -90, trace[:k] - st[:k], -200.0)
     lengths = tuple(max(6, int(L / frame_s)) for L in lengths_s)
-    refs = reference_positions(len(x), b, sr, count=n_reference, guard_s=max(lengths_s) * 2, seed=seed + 3)
+    refs = reference_positions(len(x), b, sr, count=n_reference, guard_s=max(lengths_s) * 1.5, seed=seed + 3)
     pos = np.concatenate([b, refs]) // n
     m, c, L = crossfade_dip_metric(trace, pos, lengths=lengths, silence_db=-90 if source is None else -150)
     conf = confirm(m[: len(b)], m[len(b):], z_min=z_min, excess_min=excess_min_db, scale_floor=scale_floor_db)
