@@ -1,0 +1,172 @@
+"""`python -m instrument.agent --app MODULE:ATTR ...`: run a target ASGI app
+under uvicorn with our instrumentation installed before its loop runs.
+
+This runs inside the TARGET's interpreter (for Auralis, the user's own venv),
+so it imports only the standard library and what a FastAPI + uvicorn app
+already has; optional tools are imported only when asked for.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import faulthandler
+import importlib
+import ipaddress
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .events import EventLog
+from .watchdog import LoopWatchdog
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m instrument.agent")
+    p.add_argument("--app", required=True, help="MODULE:ATTR of the ASGI app")
+    p.add_argument("--app-dir", default=".", help="made the cwd and first on sys.path")
+    p.add_argument("--code-root", action="append", default=[], help="what counts as the target's own code")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    p.add_argument("--stall-threshold-ms", type=float, default=50.0)
+    p.add_argument("--busy-sample-hz", type=float, default=50.0, help="stack samples per second while busy")
+    p.add_argument("--trace-memory", action="store_true")
+    p.add_argument("--trace-frames", type=int, default=25)
+    p.add_argument("--trace-interval-s", type=float, default=10.0)
+    p.add_argument("--profile", choices=["none", "pyinstrument", "yappi"], default="none")
+    p.add_argument("--monitor-port", type=int)
+    p.add_argument("--report-module", action="append", default=[])
+    return p.parse_args(argv)
+
+
+def _fail(msg: str) -> "NoReturn":  # noqa: F821
+    print(f"agent error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in ("uvicorn", "starlette", "fastapi", "numpy", "uvloop", "websockets"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
+    try:
+        if not ipaddress.ip_address(a.host).is_loopback:
+            _fail(f"refusing to bind {a.host}: targets bind to loopback only")
+    except ValueError:
+        if a.host != "localhost":
+            _fail(f"refusing to bind {a.host}: targets bind to loopback only")
+    if a.stall_threshold_ms < 10:
+        _fail("--stall-threshold-ms must be >= 10")
+    run_dir = Path(a.run_dir).resolve()
+    out = run_dir / "agent"
+    out.mkdir(parents=True, exist_ok=True)
+    app_dir = Path(a.app_dir).resolve()
+    os.chdir(app_dir)
+    sys.path.insert(0, str(app_dir))
+    roots = [str(Path(r).resolve()) for r in (a.code_root or [str(app_dir)])]
+
+    fh_log = open(out / "faulthandler.log", "w")
+    faulthandler.enable(file=fh_log, all_threads=True)
+    log = EventLog(out)
+    watchdog = LoopWatchdog(log, threshold_s=a.stall_threshold_ms / 1000.0, code_roots=roots,
+                            busy_sample_hz=a.busy_sample_hz, faulthandler_file=fh_log)
+    watchdog.install_gc_callbacks()
+
+    tracer = None
+    if a.trace_memory:
+        from .memtrace import MemTracer
+
+        tracer = MemTracer(log, frames=a.trace_frames, interval_s=a.trace_interval_s, code_roots=roots)
+        tracer.start()
+    profiler = None
+    if a.profile != "none":
+        from .profiling import start_profiler
+
+        try:
+            profiler = start_profiler(a.profile, out)
+        except ImportError as e:
+            _fail(f"--profile {a.profile} needs module '{e.name}' in the target's Python")
+
+    module_name, _, attr = a.app.partition(":")
+    try:
+        app = getattr(importlib.import_module(module_name), attr or "app")
+    except Exception as e:  # the target's own import error: say it, exit like a crashed target
+        import traceback
+
+        traceback.print_exc()
+        _fail(f"cannot import {a.app}: {type(e).__name__}: {e}")
+
+    if a.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            _fail("--loop uvloop but uvloop is not installed in the target's Python")
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    modules = {}
+    for name in a.report_module:
+        mod = sys.modules.get(name)
+        if mod is None:
+            try:
+                mod = importlib.import_module(name)
+            except Exception:
+                mod = None
+        modules[name] = {"present": mod is not None, "file": getattr(mod, "__file__", None) if mod else None}
+    info = {
+        "pid": os.getpid(), "python": sys.version.split()[0], "executable": sys.executable,
+        "loop": f"{type(loop).__module__}.{type(loop).__qualname__}", "app": a.app, "code_roots": roots,
+        "stall_threshold_ms": a.stall_threshold_ms, "versions": _versions(), "report_modules": modules,
+        "options": {"trace_memory": a.trace_memory, "profile": a.profile, "monitor_port": a.monitor_port},
+        "started_t": time.time(),
+    }
+    (out / "agent.json").write_text(json.dumps(info, indent=1))
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host=a.host, port=a.port, loop="none", lifespan="auto", log_level="info")
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        watchdog.start(loop)
+        monitor = None
+        if a.monitor_port:
+            from .console import start_monitor
+
+            monitor = start_monitor(loop, a.monitor_port, out)
+        try:
+            await server.serve()
+        finally:
+            watchdog.stop()
+            if monitor is not None:
+                monitor.close()
+
+    try:
+        loop.run_until_complete(serve())
+    finally:
+        if tracer is not None:
+            tracer.stop()
+        if profiler is not None:
+            profiler.stop()
+        log.close()
+        faulthandler.disable()
+        fh_log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

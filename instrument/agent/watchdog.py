@@ -1,0 +1,292 @@
+"""Loop-stall and loop-lag detection that works on uvloop.
+
+Monkey-patching asyncio's Handle does nothing under uvloop, and debug mode
+says little, so we use the watchdog design: a heartbeat coroutine on the loop
+wakes every threshold/5 and stamps the time; a watchdog thread notices when the
+stamp is overdue and, while the stall is still in progress, reads the loop
+thread's stack with sys._current_frames() (at detection and again at 10x the
+threshold). When the heartbeat returns, the stall is recorded with its
+duration, stacks, the loop thread's CPU time (CPU-bound vs waiting) and the GC
+time inside it (gc.callbacks), so a collection is not blamed on user code.
+
+Besides stalls, every heartbeat's lag is kept (per-second p50/p90/p99/max)
+and the loop thread's stack is sampled at a fixed rate, so a loop that is
+busy in many short turns below the threshold (saturation) shows up with the
+frames that keep it busy.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import faulthandler
+import gc
+import os
+import random
+import sys
+import sysconfig
+import threading
+import time
+from typing import Any
+
+from .events import EventLog
+
+_STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"])
+_AGENT_DIR = os.path.dirname(os.path.realpath(__file__))
+
+
+def _percentile(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return 0.0
+    k = (len(sorted_vals) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_vals) - 1)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
+
+
+class LoopWatchdog:
+    def __init__(self, log: EventLog, *, threshold_s: float, code_roots: list[str], busy_sample_hz: float = 50.0,
+                 faulthandler_file: Any = None, hang_dump_s: float = 10.0):
+        self.log = log
+        self.threshold = threshold_s
+        self.interval = threshold_s / 5.0
+        self.roots = [os.path.realpath(r) for r in code_roots]
+        self.sample_period = 1.0 / busy_sample_hz if busy_sample_hz > 0 else None
+        self.fh_file = faulthandler_file
+        self.hang_dump_s = hang_dump_s
+        self.last_beat = time.perf_counter()
+        self.lags: collections.deque[float] = collections.deque()
+        self.loop_tid: int | None = None
+        self.loop_cpu_clock: int | None = None
+        self.gc_spans: collections.deque[tuple[float, float]] = collections.deque(maxlen=256)
+        self._gc_start: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._path_cache: dict[str, tuple[bool, str]] = {}
+        self._wall_offset = time.time() - time.perf_counter()
+
+    # -- GC ---------------------------------------------------------------------
+    def install_gc_callbacks(self) -> None:
+        def cb(phase: str, info: dict) -> None:
+            if phase == "start":
+                self._gc_start = time.perf_counter()
+            elif self._gc_start is not None:
+                self.gc_spans.append((self._gc_start, time.perf_counter()))
+                self._gc_start = None
+
+        gc.callbacks.append(cb)
+
+    def _gc_ms(self, start: float, end: float) -> float:
+        total = 0.0
+        for a, b in list(self.gc_spans):
+            lo, hi = max(a, start), min(b, end)
+            if hi > lo:
+                total += hi - lo
+        return total * 1000.0
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Call from inside the running loop."""
+        self._loop = loop
+        self.loop_tid = threading.get_ident()
+        try:
+            self.loop_cpu_clock = time.pthread_getcpuclockid(self.loop_tid)
+        except (AttributeError, OSError):
+            self.loop_cpu_clock = None
+        self.last_beat = time.perf_counter()
+        self._task = loop.create_task(self._heartbeat(), name="earshot-heartbeat")
+        self._thread = threading.Thread(target=self._watch, name="earshot-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    async def _heartbeat(self) -> None:
+        interval = self.interval
+        last_tasks = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = time.perf_counter() + interval
+            await asyncio.sleep(interval)
+            now = time.perf_counter()
+            self.last_beat = now
+            self.lags.append(max(0.0, now - expected))
+            if now - last_tasks >= 1.0:
+                last_tasks = now
+                self.log.write("tasks", {"t": now + self._wall_offset, "tasks": len(asyncio.all_tasks(loop))})
+
+    # -- the watchdog thread -----------------------------------------------------
+    def _cpu(self) -> float | None:
+        if self.loop_cpu_clock is None:
+            return None
+        try:
+            return time.clock_gettime(self.loop_cpu_clock)
+        except OSError:
+            return None
+
+    def _watch(self) -> None:
+        poll = max(0.002, self.interval)
+        stall: dict[str, Any] | None = None
+        second_start = time.perf_counter()
+        samples = busy = 0
+        frames: collections.Counter[str] = collections.Counter()
+        next_sample = time.perf_counter()
+        cpu_second = self._cpu()
+        while not self._stop.wait(poll):
+            now = time.perf_counter()
+            beat = self.last_beat
+            overdue = now - (beat + self.interval)
+            if stall is None and overdue > self.threshold:
+                stall = {"expected": beat + self.interval, "beat": beat, "stacks": [], "cpu0": self._cpu(),
+                         "deep_taken": False, "dumped": False}
+                self._take_stack(stall, now)
+            elif stall is not None:
+                if beat != stall["beat"]:  # the loop came back
+                    self._emit_stall(stall, beat)
+                    stall = None
+                else:
+                    age = now - stall["expected"]
+                    if not stall["deep_taken"] and age >= 10 * self.threshold:
+                        stall["deep_taken"] = True
+                        self._take_stack(stall, now)
+                    if not stall["dumped"] and age >= self.hang_dump_s and self.fh_file is not None:
+                        stall["dumped"] = True  # a loop that may never come back: all threads, once
+                        self.fh_file.write(f"\n--- loop blocked {age:.1f} s ---\n")
+                        self.fh_file.flush()
+                        faulthandler.dump_traceback(file=self.fh_file, all_threads=True)
+            # fixed-rate stack sampling, for saturation below the stall threshold
+            if self.sample_period and now >= next_sample:
+                # jittered: a fixed period phase-locks to the loop's own rhythm and,
+                # because this thread gets the GIL mostly when the loop releases it,
+                # would sample only its idle moments
+                next_sample = now + self.sample_period * random.uniform(0.5, 1.5)
+                samples += 1
+                where = self._busy_frame()
+                if where is not None:
+                    busy += 1
+                    frames[where] += 1
+            if now - second_start >= 1.0:
+                cpu_now = self._cpu()
+                cpu_s = (cpu_now - cpu_second) if cpu_now is not None and cpu_second is not None else None
+                cpu_second = cpu_now
+                self._emit_second(second_start, now, samples, busy, frames, cpu_s)
+                second_start = now
+                samples = busy = 0
+                frames = collections.Counter()
+
+    def _busy_frame(self) -> str | None:
+        """The attributed frame the loop thread is running, or None when idle
+        (waiting in the selector, or back in run_until_complete under uvloop)."""
+        frame = sys._current_frames().get(self.loop_tid)  # type: ignore[arg-type]
+        if frame is None:
+            return None
+        co = frame.f_code
+        fn = co.co_filename
+        if fn.endswith("selectors.py") or os.path.dirname(os.path.realpath(fn)) == _AGENT_DIR:
+            return None
+        loc = self._attribute(self._walk(frame))
+        if loc is None:
+            return f"{self._rel(fn)}:{frame.f_lineno} {co.co_name} (library)"
+        return f"{loc['file']}:{loc['line']} {loc['function']}"
+
+    def _walk(self, frame) -> list[dict[str, Any]]:
+        out = []
+        while frame is not None and len(out) < 64:
+            co = frame.f_code
+            out.append({"file": co.co_filename, "line": frame.f_lineno, "function": co.co_name})
+            frame = frame.f_back
+        out.reverse()  # outermost first, innermost last
+        return out
+
+    def _take_stack(self, stall: dict[str, Any], now: float) -> None:
+        frame = sys._current_frames().get(self.loop_tid)  # type: ignore[arg-type]
+        if frame is None:
+            return
+        stall["stacks"].append({"at_ms": round((now - stall["expected"]) * 1000, 1), "frames": self._walk(frame)})
+
+    def _own(self, filename: str) -> tuple[bool, str]:
+        hit = self._path_cache.get(filename)
+        if hit is not None:
+            return hit
+        real = os.path.realpath(filename)
+        own = False
+        rel = filename
+        if "site-packages" not in real and "dist-packages" not in real and not real.startswith(_STDLIB):
+            for root in self.roots:
+                if real.startswith(root + os.sep):
+                    own, rel = True, os.path.relpath(real, root)
+                    break
+        self._path_cache[filename] = (own, rel)
+        return own, rel
+
+    def _rel(self, filename: str) -> str:
+        return self._own(filename)[1]
+
+    def _attribute(self, frames: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The innermost frame in the target's own code."""
+        for f in reversed(frames):
+            own, rel = self._own(f["file"])
+            if own:
+                return {"file": rel, "line": f["line"], "function": f["function"]}
+        return None
+
+    def _emit_stall(self, stall: dict[str, Any], resumed: float) -> None:
+        start, end = stall["expected"], resumed
+        cpu1 = self._cpu()
+        cpu_ms = (cpu1 - stall["cpu0"]) * 1000 if cpu1 is not None and stall["cpu0"] is not None else None
+        dur_ms = (end - start) * 1000
+        gc_ms = self._gc_ms(start, end)
+        stacks = stall["stacks"]
+        loc = None
+        for st in stacks:
+            loc = self._attribute(st["frames"])
+            if loc:
+                break
+        for st in stacks:  # relative paths for the target's own files
+            for f in st["frames"]:
+                own, rel = self._own(f["file"])
+                f["own"] = own
+                if own:
+                    f["file"] = rel
+        self.log.write("stalls", {
+            "t": start + self._wall_offset, "duration_ms": round(dur_ms, 2), "location": loc, "stacks": stacks,
+            "gc_ms": round(gc_ms, 2), "cpu_ms": round(cpu_ms, 2) if cpu_ms is not None else None,
+            # CPU time of the loop thread close to the wall time: computing; far below: waiting (sleep, I/O, lock)
+            "cpu_bound": bool(cpu_ms is not None and cpu_ms >= 0.6 * dur_ms),
+            "threshold_ms": self.threshold * 1000,
+        })
+
+    def _emit_second(self, start: float, end: float, samples: int, busy: int, frames: collections.Counter,
+                     cpu_s: float | None) -> None:
+        lags = []
+        while self.lags:
+            try:
+                lags.append(self.lags.popleft())
+            except IndexError:
+                break
+        lags.sort()
+        span = max(1e-9, end - start)
+        lag_busy = min(1.0, sum(lags) / span)
+        cpu_frac = min(1.0, cpu_s / span) if cpu_s is not None else None
+        rec = {
+            "t": end + self._wall_offset, "turns": len(lags),
+            "p50_ms": round(_percentile(lags, 50) * 1000, 3), "p90_ms": round(_percentile(lags, 90) * 1000, 3),
+            "p99_ms": round(_percentile(lags, 99) * 1000, 3), "max_ms": round((lags[-1] if lags else 0) * 1000, 3),
+            # the share of wall time the loop was not free to run the heartbeat:
+            # heartbeat lag sees waits (sleep, blocking I/O) but under-counts many
+            # short turns; the loop thread's CPU time sees those. The larger wins.
+            "lag_busy_fraction": round(lag_busy, 4),
+            "cpu_fraction": round(cpu_frac, 4) if cpu_frac is not None else None,
+            "busy_fraction": round(max(lag_busy, cpu_frac or 0.0), 4),
+            "samples": samples, "busy_samples": busy,
+            "sampled_busy_fraction": round(busy / samples, 4) if samples else None,
+        }
+        self.log.write("lag", rec)
+        if frames:
+            self.log.write("busy_samples", {"t": rec["t"], "samples": samples, "busy": busy,
+                                            "frames": dict(frames.most_common(10))})
