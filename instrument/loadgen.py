@@ -24,6 +24,7 @@ LOCUSTFILE = Path(__file__).resolve().parent.parent / "scenarios" / "locustfile.
 
 @dataclass
 class LoadRun:
+    run_dir: Path
     procs: list[OwnedProcess] = field(default_factory=list)
     started: float = 0.0
     duration_s: float = 0.0
@@ -62,7 +63,7 @@ def start(run_dir: Path, *, base_url: str, config_path: Path, users: dict[str, i
     master = [sys.executable, "-m", "locust", *common, "--headless", "--users", str(total), "--spawn-rate",
               f"{spawn_rate:g}", "--run-time", run_time, "--stop-timeout", "10", "--csv", str(load / "locust"),
               "--html", str(load / "locust.html"), "--only-summary", *users.keys()]
-    lr = LoadRun(started=time.time(), duration_s=duration_s)
+    lr = LoadRun(run_dir=run_dir, started=time.time(), duration_s=duration_s)
     if workers > 0:
         mport = free_port()
         master += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(mport),
@@ -98,8 +99,10 @@ def wait(lr: LoadRun, *, target_alive: Callable[[], bool], tick: Callable[[], No
         tick()
         if not lr.procs[0].alive():
             rc = lr.procs[0].returncode
-            # Locust exits 1 when any request failed: that is data, not a crash
-            return "done" if rc in (0, 1) else "loadgen_failed"
+            # Locust exits 1 when any request failed, which is data, not a crash;
+            # but a locustfile that failed to load also exits 1 and never ran a user
+            ran = any((lr.run_dir / "load").glob("progress-*.json"))
+            return "done" if rc in (0, 1) and ran else "loadgen_failed"
         if not target_alive():
             return "target_died"
         if time.monotonic() > deadline:

@@ -166,7 +166,7 @@ class _AuralisUser(User):
         gevent.sleep(max(0.1, min(5.0, END_T - time.time())))
 
     @task
-    def run(self) -> None:
+    def step(self) -> None:
         if time.time() >= END_T:
             self.idle_until_end()
             return
