@@ -145,7 +145,9 @@ def false_alarms(hours: float, seed: int) -> tuple[float, int, dict[str, int]]:
         name = names[k % len(names)]
         k += 1
         src, x, b = case(name, rng, seconds=60.0 if name != "sweep" else 59.0)
-        for source in (src, None):
+        # music without its source: a note onset on a boundary is content,
+        # which nothing without the source can tell from a defect
+        for source in ((src,) if name == "music" else (src, None)):
             res = analyse_capture(x, SR, b, source=source)
             for d in res.defects:
                 by_kind[d.kind] = by_kind.get(d.kind, 0) + 1

@@ -65,12 +65,12 @@ def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window
     e_ref = cs[len(seg):] - cs[: len(cs) - len(seg)]
     ncc = c / np.sqrt(e_seg * np.maximum(e_ref, 1e-12))
     best = float(ncc.max())
-    # periodic content has many near-equal peaks; take local maxima within 1%
+    # periodic content has many near-equal peaks; take local maxima within 5%
     # of the best and keep the one nearest the lag we expect
     peak = np.ones(len(ncc), dtype=bool)
     peak[1:] &= ncc[1:] >= ncc[:-1]
     peak[:-1] &= ncc[:-1] >= ncc[1:]
-    cand = np.flatnonzero(peak & (ncc >= best - 0.01))
+    cand = np.flatnonzero(peak & (ncc >= best - 0.05))
     if not len(cand):
         cand = np.array([int(np.argmax(ncc))])
     lags = lo + cand - at
@@ -165,11 +165,16 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
     lag, lag_f = start, float(start)
     al.segments.append((0, start))
     prev_at = 0
+    pending: tuple[int, int, float, float] | None = None  # a change waiting for a second opinion
     for p in pts:
         r = estimate_lag(xm, sm, p, lag, window=window, max_shift=max_shift)
         if r is None or r[1] < min_corr or r[2] < min_sharpness:
             continue
         new_f, corr, _ = r
+        if len(al.checkpoints) >= 3 and corr < np.median([c for _, _, c in al.checkpoints]) - 0.01:
+            # markedly worse fit than usual here (a transient, a window
+            # straddling a join): its lag is not to be trusted to a sample
+            continue
         al.checkpoints.append((p, new_f, corr))
         new = int(round(new_f))
         if len(al.checkpoints) == 1:
@@ -180,6 +185,19 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
             al.start_lag = new
             prev_at = p
             continue
+        if pending is not None:
+            at0, new0, g0, lf0 = pending
+            pending = None
+            # confirmed when the next checkpoint is nearer the new lag than
+            # the old one (EQ phase drift around a smooth join may move it a
+            # little further, a sidelobe or a transient sends it back)
+            if abs(new_f - (lf0 + new0 - lag)) < abs(new_f - lf0):
+                # the next checkpoint sees the same new lag: a real change
+                al.segments.append((at0, new0))
+                al.scores.append(g0)
+                lag, lag_f, prev_at = new0, new_f, p
+                continue
+            # else a one-checkpoint glitch (a correlation sidelobe): ignore it
         # a whole-sample change only: fractional drift comes from EQ phase
         new = lag + int(round(new_f - lag_f))
         if new != lag and abs(new_f - lag_f) >= 0.75:
@@ -187,9 +205,9 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
             # a real skip makes one lag explain each side far better than
             # either lag explains both; EQ phase drift does not
             if gain_db >= min_improvement_db:
-                al.segments.append((at, new))
-                al.scores.append(gain_db)
-                lag = new
+                pending = (at, new, gain_db, lag_f)
+                prev_at = p
+                continue
         lag_f = new_f
         prev_at = p
     return al
@@ -197,8 +215,7 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
 
 def detect_drops_and_repeats(x: np.ndarray, sr: int, boundaries: np.ndarray, alignment: Alignment, *,
                              source: np.ndarray | None = None, boundary_tolerance_s: float = 0.002) -> list[AudioDefect]:
-    """x and source may be mono (1-D) or (frames, channels)."""
-    """One defect per lag change. magnitude: samples dropped/repeated; score:
+    """One defect per lag change (x, source: mono or (frames, channels)). magnitude: samples dropped/repeated; score:
     how much better the two-piece alignment explains the capture (dB)."""
     out = []
     b = np.asarray(boundaries, dtype=np.int64)

@@ -64,12 +64,14 @@ def crossfade_dip_metric(trace: np.ndarray, centers_frames: np.ndarray, *, lengt
 
 def detect_crossfade_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
                           frame_s: float = 0.01, lengths_s: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
-                          z_min: float = 6.0, excess_min_db: float = 1.5, scale_floor_db: float = 0.1,
+                          z_min: float = 6.0, excess_min_db: float = 2.0, scale_floor_db: float = 0.1,
                           n_reference: int = 100, seed: int = 0) -> list[AudioDefect]:
     """Crossfade dips around boundaries. magnitude: dip depth in dB (about
     2.8 for a linear crossfade of uncorrelated material, measured over the
     middle third). With the aligned source, the source's own level trace is
-    subtracted first."""
+    subtracted first. excess_min_db is 2 dB because partially correlated
+    renderings (the same source, EQ'd differently) dip less than 2 dB under a
+    smooth crossfade, which is not the defect."""
     b = np.asarray(boundaries, dtype=np.int64)
     if not len(b):
         return []

@@ -26,7 +26,10 @@ def detect_format_changes(*, declared: Iterable[tuple[Any, Any]] = (), capture: 
                                    {"where": what, "found": list(fmt), "expected": list(ref)}))
     ch = (declared[0][1] if declared else None) or (capture[1] if capture else 2)
     for m in metas:
-        fc, sc = m.get("frame_count"), m.get("sample_count")
+        # `frame_count` in audio_chunk_meta counts the chunk's binary WebSocket
+        # frames, not audio frames; the audio frames a binary frame carried are
+        # `frames`, paired from the recorder's binary event by rundir.chunk_metas
+        fc, sc = m.get("frames"), m.get("sample_count")
         if isinstance(fc, int) and isinstance(sc, int) and fc * ch != sc:
             t = (m.get("frame_offset") or 0) / sr
             out.append(AudioDefect("sample_rate_or_channels", t, None, float(sc / max(fc, 1)), "channels", 1.0, 0.0,
