@@ -1,0 +1,112 @@
+"""The whole run on the reference backend: smoke end to end, injections
+visible in what a correct tool reports, and faults that must still leave a
+report, exit 2, and no process behind."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from analysis.model import load_findings
+from analysis.rundir import list_streams
+
+from .helpers import fake_auralis, leftovers, run_cli, run_json, verdict_line
+
+pytestmark = pytest.mark.slow
+
+
+def findings_of(run_dir):
+    return load_findings((run_dir / "findings.json").read_text())[0]
+
+
+def test_smoke_clean_passes_with_streams_and_no_audio_findings(tmp_path):
+    out = tmp_path / "smoke"
+    r = run_cli("--scenario", "smoke", "--duration", "15", "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert verdict_line(r).startswith("VERDICT: PASS")
+    run = run_json(out)
+    assert run["status"] == "ok" and run["verdict"] == "PASS"
+    streams = list_streams(out)
+    assert {s.summary["stream_type"] for s in streams} == {"normal", "enhanced"}
+    assert all(s.summary["ended"] == "completed" for s in streams)
+    audio = [f for f in findings_of(out) if f.dimension in ("Chunked Processing", "Processing Engine")]
+    assert audio == [], [f.title for f in audio]
+    for name in ("report.md", "findings.json", "metrics.json", "samples.jsonl", "target.log"):
+        assert (out / name).exists(), name
+    assert leftovers(out) == []
+
+
+def test_repeat_overlap_is_a_high_finding_naming_the_span(tmp_path):
+    out = tmp_path / "repeat"
+    r = run_cli("--scenario", "smoke", "--duration", "15", "--inject", "repeat-overlap", "--out", str(out))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert verdict_line(r).startswith("VERDICT: FAIL")
+    rep = [f for f in findings_of(out) if f.kind == "repeated_samples"]
+    assert rep and rep[0].severity in ("HIGH", "CRITICAL")
+    text = json.dumps([f.to_dict() for f in rep])
+    assert "5.0" in text or "220500" in text  # the 5 s overlap, in seconds or frames
+
+
+def test_unknown_injection_is_one_line_exit_2(tmp_path):
+    r = run_cli("--scenario", "smoke", "--inject", "nonsense", "--out", str(tmp_path / "r"))
+    assert r.returncode == 2
+    assert "unknown injection 'nonsense'" in r.stderr
+
+
+def test_target_that_exits_at_start_shows_log_tail(tmp_path):
+    root = fake_auralis(tmp_path / "Auralis", "raise SystemExit('boom: cannot open database')\n")
+    out = tmp_path / "r"
+    r = run_cli("--scenario", "smoke", "--target", "auralis", "--auralis-root", str(root),
+                "--auralis-python", sys.executable, "--out", str(out), "--startup-timeout", "30")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "target failed to start" in r.stderr and "boom: cannot open database" in r.stderr
+    assert run_json(out)["status"] == "invalid"
+    assert verdict_line(r).startswith("VERDICT: INVALID")
+    assert leftovers(out) == []
+
+
+DIES_LATER = '''
+import os, threading, time
+from instrument.reference.app import app  # a working backend ...
+threading.Timer(6.0, lambda: os._exit(3)).start()  # ... that dies mid-run
+'''
+
+
+def test_target_that_dies_mid_run_is_reported_exit_2(tmp_path):
+    root = fake_auralis(tmp_path / "Auralis", DIES_LATER)
+    out = tmp_path / "r"
+    r = run_cli("--scenario", "concurrent-tracks", "--duration", "20", "--target", "auralis", "--auralis-root",
+                str(root), "--auralis-python", sys.executable, "--out", str(out))
+    assert r.returncode == 2, r.stdout + r.stderr
+    run = run_json(out)
+    assert "died" in run["invalid_reason"]
+    assert (out / "report.md").exists() and (out / "findings.json").exists()
+    assert list_streams(out), "streams captured before the death are kept"
+    assert verdict_line(r).startswith("VERDICT: INVALID")
+    assert leftovers(out) == []
+
+
+def test_ctrl_c_reports_what_was_captured(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from .helpers import ROOT
+
+    out = tmp_path / "r"
+    p = subprocess.Popen([sys.executable, "-m", "instrument.run", "--quiet", "--scenario", "concurrent-tracks",
+                          "--duration", "60", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    for _ in range(300):
+        time.sleep(0.2)
+        if (out / "streams").exists() and any((out / "streams").iterdir()):
+            break
+    time.sleep(2)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 2, stdout + stderr
+    assert "interrupted" in run_json(out)["invalid_reason"]
+    assert (out / "report.md").exists()
+    assert stdout.strip().splitlines()[-1].startswith("VERDICT: INVALID")
+    assert leftovers(out) == []
