@@ -182,6 +182,19 @@ class _AuralisUser(User):
             return
         self.plays += 1
         self.stream_once(self.track(self.plays - 1), enhanced=self.enhanced)
+        self.listen_out()
+
+    def listen_out(self) -> None:
+        """A listener asks for the next track when this one has finished
+        playing, not when its bytes have arrived (the stream runs far faster
+        than real time); `binge` asks at once, to load the server harder."""
+        if OPTS.get("binge") or self.session is None or not self.session.streams:
+            return
+        rec = self.session.streams[-1].recorder
+        if rec.first_audio_t is None:
+            return
+        ends = rec.first_audio_t + rec.frames / max(1, rec.sample_rate)
+        gevent.sleep(max(0.0, min(ends, END_T) - time.time()))
 
 
 class _Retry(Exception):

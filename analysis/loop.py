@@ -1,0 +1,178 @@
+"""Event-loop findings from the agent's records: stalls grouped by the line
+that blocked, correlated with the frame gaps clients saw during them; loop
+lag percentiles and busy fraction; saturation (busy in many short turns
+under the stall threshold) with the frames that keep the loop busy."""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .model import Finding, Location
+from .rundir import AGENT, LOAD, iter_jsonl, list_streams, read_json
+
+SATURATION_BUSY = 0.6  # busy fraction that, sustained, is saturation
+SATURATION_MIN_S = 5  # consecutive seconds
+GC_SHARE = 0.5  # a stall mostly spent in GC is the collector's, not the line's
+
+
+def _loc_key(loc: dict[str, Any] | None) -> str:
+    if not loc:
+        return "unattributed"
+    return f"{loc.get('file')}:{loc.get('line')} {loc.get('function')}"
+
+
+def _frame_gaps(run_dir: Path) -> list[tuple[str, float, float]]:
+    """(stream id, gap start, gap end) for every gap between frames."""
+    out = []
+    for s in list_streams(run_dir):
+        t = [e["t"] for e in s.events if e.get("kind") == "binary"]
+        for a, b in zip(t, t[1:]):
+            out.append((s.id, a, b))
+    return out
+
+
+def _load_window(run_dir: Path) -> tuple[float, float] | None:
+    ts = []
+    for s in list_streams(run_dir):
+        ts += [e["t"] for e in s.events if e.get("kind") == "binary"]
+    ts += [r["t"] for r in iter_jsonl(run_dir / LOAD / "requests.jsonl") if "t" in r]
+    return (min(ts), max(ts)) if ts else None
+
+
+def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
+    run_dir = Path(run_dir)
+    run = read_json(run_dir / "run.json", {}) or {}
+    scenario = run.get("scenario")
+    agent = read_json(run_dir / AGENT / "agent.json", {}) or {}
+    findings: list[Finding] = []
+    metrics: dict[str, Any] = {}
+    stalls = list(iter_jsonl(run_dir / AGENT / "stalls.jsonl"))
+    if not agent and not stalls:
+        return findings, metrics
+    threshold = float(agent.get("stall_threshold_ms") or 50.0)
+    gc_stalls = [s for s in stalls if s.get("gc_ms", 0) >= GC_SHARE * s.get("duration_ms", 0)]
+    user_stalls = [s for s in stalls if s not in gc_stalls]
+    durs = [float(s["duration_ms"]) for s in user_stalls]
+    metrics.update(loop_stall_count=len(user_stalls), loop_stall_max_ms=max(durs) if durs else 0.0,
+                   loop_stall_total_ms=round(sum(durs), 1), loop_gc_stall_count=len(gc_stalls))
+    gaps = _frame_gaps(run_dir)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in user_stalls:
+        groups[_loc_key(s.get("location"))].append(s)
+    for key, items in sorted(groups.items(), key=lambda kv: -sum(x["duration_ms"] for x in kv[1])):
+        findings.append(_stall_finding(key, items, gaps, threshold, scenario, run.get("target", {}).get("kind")))
+
+    lag = list(iter_jsonl(run_dir / AGENT / "lag.jsonl"))
+    window = _load_window(run_dir)
+    loaded = [r for r in lag if window is None or window[0] - 1 <= r.get("t", 0) <= window[1] + 1] or lag
+    if loaded:
+        p99s = np.array([r.get("p99_ms", 0.0) for r in loaded])
+        metrics["loop_lag_p50_ms"] = float(np.median([r.get("p50_ms", 0.0) for r in loaded]))
+        metrics["loop_lag_p90_ms"] = float(np.median([r.get("p90_ms", 0.0) for r in loaded]))
+        # run-wide p99 from per-second p99s: the 99th percentile of the seconds
+        metrics["loop_lag_p99_ms"] = float(np.percentile(p99s, 99))
+        metrics["loop_lag_max_ms"] = float(max(r.get("max_ms", 0.0) for r in loaded))
+        metrics["loop_busy_fraction"] = round(float(np.mean([r.get("busy_fraction", 0.0) for r in loaded])), 4)
+        metrics["loop_busy_fraction_max_s"] = round(float(max(r.get("busy_fraction", 0.0) for r in loaded)), 4)
+        sat = _saturation(run_dir, loaded, metrics, scenario)
+        if sat:
+            findings.append(sat)
+    return findings, metrics
+
+
+def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float, scenario: str | None,
+                   target: str | None) -> Finding:
+    d = np.array([x["duration_ms"] for x in items], dtype=float)
+    loc = items[0].get("location") or {}
+    cpu_bound = sum(1 for x in items if x.get("cpu_bound"))
+    # which clients saw a gap spanning a stall
+    hit_streams: set[str] = set()
+    worst_gap = 0.0
+    for x in items:
+        a, b = x["t"], x["t"] + x["duration_ms"] / 1000
+        for sid, g0, g1 in gaps:
+            if g0 <= b and g1 >= a and (g1 - g0) >= 0.8 * (b - a):
+                hit_streams.add(sid)
+                worst_gap = max(worst_gap, (g1 - g0) * 1000)
+    mx, total = float(d.max()), float(d.sum())
+    severity = "HIGH" if mx >= 250 or total >= 2000 else ("MEDIUM" if mx >= 100 or total >= 500 else "LOW")
+    nature = ("CPU-bound" if cpu_bound > len(items) / 2 else "waiting (sleep, blocking I/O or a lock)")
+    stack = next((s for s in items[0].get("stacks") or [] if s.get("frames")), None)
+    excerpt = []
+    if stack:
+        for f in stack["frames"][-8:]:
+            excerpt.append(f"  {f['file']}:{f['line']} {f['function']}")
+    where = f"{loc.get('file')}:{loc.get('line')} {loc.get('function')}" if loc else "library code (no frame of the target's own)"
+    return Finding(
+        kind="loop_stall", title=f"Event loop blocked in {loc.get('function') or 'library code'}",
+        severity=severity, dimension="Performance",
+        description=(f"The event loop was blocked {len(items)} times for more than {threshold:.0f} ms in {where}; "
+                     f"the stalls were {nature}. While the loop is blocked no other client is served: no frames, "
+                     "no REST responses, no pongs."),
+        impact=(f"{len(hit_streams)} client stream(s) saw a gap of up to {worst_gap:.0f} ms between frames during "
+                "these stalls; every other request waited as long."),
+        suggested_fix=("Move the blocking work off the loop (asyncio.to_thread or an executor), or bound it per turn; "
+                       "for sends, avoid synchronous work between awaits."),
+        location=Location(file=loc.get("file"), line_start=loc.get("line"), line_end=loc.get("line"),
+                          function=loc.get("function"), scenario=scenario),
+        evidence=[f"{len(items)} stalls: p50 {np.percentile(d, 50):.0f} ms, p99 {np.percentile(d, 99):.0f} ms, "
+                  f"max {mx:.0f} ms, total {total:.0f} ms; {cpu_bound} CPU-bound; GC inside "
+                  f"{sum(x.get('gc_ms', 0) for x in items):.0f} ms",
+                  f"{len(hit_streams)} streams saw a frame gap spanning a stall (worst {worst_gap:.0f} ms)",
+                  "stack of the first stall (innermost last):", *excerpt],
+        figures={"count": len(items), "p50_ms": float(np.percentile(d, 50)), "p99_ms": float(np.percentile(d, 99)),
+                 "max_ms": mx, "total_ms": total, "streams_with_gap": len(hit_streams), "cpu_bound": cpu_bound},
+        key=key,
+    )
+
+
+def _saturation(run_dir: Path, lag: list[dict[str, Any]], metrics: dict[str, Any], scenario: str | None) -> Finding | None:
+    busy = [r.get("busy_fraction", 0.0) >= SATURATION_BUSY for r in lag]
+    best, run_start, cur = (0, 0), 0, 0
+    for i, b in enumerate(busy):
+        if b:
+            if cur == 0:
+                run_start = i
+            cur += 1
+            if cur > best[1] - best[0]:
+                best = (run_start, i + 1)
+        else:
+            cur = 0
+    if best[1] - best[0] < SATURATION_MIN_S:
+        return None
+    period = lag[best[0]:best[1]]
+    t0, t1 = period[0]["t"] - 1, period[-1]["t"]
+    frames: Counter[str] = Counter()
+    total_busy = 0
+    for r in iter_jsonl(run_dir / AGENT / "busy_samples.jsonl"):
+        if t0 <= r.get("t", 0) <= t1:
+            frames.update(r.get("frames", {}))
+            total_busy += r.get("busy", 0)
+    top = frames.most_common(5)
+    rest = [r["ms"] for r in iter_jsonl(run_dir / LOAD / "requests.jsonl") if t0 <= r.get("t", 0) <= t1]
+    gaps = [(g1 - g0) * 1000 for _, g0, g1 in _frame_gaps(run_dir) if t0 <= g0 <= t1]
+    mean_busy = float(np.mean([r["busy_fraction"] for r in period]))
+    dom = top[0][0] if top else "unknown"
+    file_line, _, func = dom.partition(" ")
+    file, _, line = file_line.rpartition(":")
+    return Finding(
+        kind="loop_saturation", title=f"Event loop saturated: busy {mean_busy:.0%} for {len(period)} s",
+        severity="HIGH" if mean_busy >= 0.9 else "MEDIUM", dimension="Performance",
+        description=(f"For {len(period)} consecutive seconds the loop was busy {mean_busy:.0%} of the time in many "
+                     f"turns (lag p99 up to {max(r.get('p99_ms', 0) for r in period):.1f} ms), with no single stall "
+                     "necessarily over the threshold. Every request waits several turns."),
+        impact=(f"REST latency during the period: p50 {np.median(rest):.0f} ms, p95 {np.percentile(rest, 95):.0f} ms "
+                f"over {len(rest)} requests; " if rest else "") + (
+                f"frame gaps p99 {np.percentile(gaps, 99):.0f} ms." if gaps else "no frame gaps recorded."),
+        suggested_fix="Move the dominant work off the loop or make it cheaper per turn; pace streams to real time.",
+        location=Location(file=file or None, line_start=int(line) if line.isdigit() else None,
+                          line_end=int(line) if line.isdigit() else None, function=func or None, scenario=scenario),
+        evidence=[f"busy fraction {mean_busy:.2f} mean over {len(period)} s (threshold {SATURATION_BUSY})"]
+        + [f"{name}: {n / max(1, total_busy):.0%} of busy samples" for name, n in top],
+        figures={"busy_fraction": mean_busy, "seconds": len(period),
+                 "dominant_share": top[0][1] / max(1, total_busy) if top else 0.0},
+        key=f"saturation {dom}",
+    )

@@ -1,0 +1,113 @@
+"""Memory and task findings: peaks from the out-of-process samples, and leaks
+judged as growth per repeated action (RSS and live tasks regressed on the
+count of connect/stream/disconnect cycles, with a confidence interval), not
+as 'it went up'."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from .model import Finding, Location
+from .rundir import AGENT, LOAD, iter_jsonl, read_json
+
+MIB = 1024 * 1024
+LEAK_FLOOR_MIB_PER_100 = 5.0  # allocator noise and caches stay under this
+TASK_FLOOR_PER_100 = 10.0
+MIN_CYCLES = 30
+
+
+def _regress(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray) -> dict[str, float] | None:
+    """Slope of vals against the cumulative cycle count at each sample time."""
+    if t_cycles.size < MIN_CYCLES or vals.size < 8:
+        return None
+    lo, hi = t_cycles[0], t_cycles[-1]
+    inside = (t_vals >= lo) & (t_vals <= hi)
+    if inside.sum() < 8:
+        return None
+    x = np.searchsorted(t_cycles, t_vals[inside], side="right").astype(float)
+    y = vals[inside]
+    if np.ptp(x) == 0:
+        return None
+    r = stats.linregress(x, y)
+    dof = max(1, x.size - 2)
+    half = stats.t.ppf(0.975, dof) * r.stderr
+    return {"slope": r.slope, "ci_low": r.slope - half, "ci_high": r.slope + half, "r2": r.rvalue ** 2,
+            "n": int(x.size), "cycles": int(np.ptp(x))}
+
+
+def analyse_memory(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
+    run_dir = Path(run_dir)
+    run = read_json(run_dir / "run.json", {}) or {}
+    scenario = run.get("scenario")
+    findings: list[Finding] = []
+    metrics: dict[str, Any] = {}
+    samples = list(iter_jsonl(run_dir / "samples.jsonl"))
+    if samples:
+        rss = np.array([s.get("rss", 0) for s in samples], dtype=float) / MIB
+        metrics["rss_start_mb"] = round(float(rss[0]), 1)
+        metrics["rss_peak_mb"] = round(float(rss.max()), 1)
+        metrics["rss_end_mb"] = round(float(rss[-1]), 1)
+        uss = [s["uss"] for s in samples if s.get("uss")]
+        if uss:
+            metrics["uss_peak_mb"] = round(max(uss) / MIB, 1)
+        metrics["threads_max"] = max(s.get("threads", 0) for s in samples)
+        metrics["fds_max"] = max(s.get("fds", 0) for s in samples)
+    cycles = np.array(sorted(e["t"] for e in iter_jsonl(run_dir / LOAD / "events.jsonl")
+                             if e.get("kind") == "cycle_done"), dtype=float)
+    metrics["cycles"] = int(cycles.size)
+    if samples and cycles.size:
+        t = np.array([s["t"] for s in samples], dtype=float)
+        fit = _regress(cycles, t, np.array([s.get("rss", 0) for s in samples], dtype=float) / MIB)
+        if fit:
+            per100 = fit["slope"] * 100
+            metrics["rss_growth_mb_per_100_cycles"] = round(per100, 2)
+            if fit["ci_low"] * 100 > LEAK_FLOOR_MIB_PER_100:
+                findings.append(_leak("rss", fit, scenario, run_dir))
+    tasks = list(iter_jsonl(run_dir / AGENT / "tasks.jsonl"))
+    if tasks and cycles.size:
+        fit = _regress(cycles, np.array([x["t"] for x in tasks], dtype=float),
+                       np.array([x["tasks"] for x in tasks], dtype=float))
+        if fit:
+            metrics["tasks_growth_per_100_cycles"] = round(fit["slope"] * 100, 2)
+            if fit["ci_low"] * 100 > TASK_FLOOR_PER_100:
+                findings.append(_leak("tasks", fit, scenario, run_dir))
+    return findings, metrics
+
+
+def _top_growth(run_dir: Path) -> list[str]:
+    last = None
+    for rec in iter_jsonl(run_dir / AGENT / "tracemalloc.jsonl"):
+        last = rec
+    out = []
+    for g in (last or {}).get("top_growth", [])[:5]:
+        w = g.get("where") or {}
+        out.append(f"  +{g.get('size_diff', 0) / MIB:.1f} MiB at {w.get('file')}:{w.get('line')}")
+    return (["tracemalloc top growth since start:"] + out) if out else []
+
+
+def _leak(what: str, fit: dict[str, float], scenario: str | None, run_dir: Path) -> Finding:
+    per100, lo, hi = fit["slope"] * 100, fit["ci_low"] * 100, fit["ci_high"] * 100
+    if what == "rss":
+        title = "Memory grows with every connect/stream/disconnect cycle"
+        unit = "MiB"
+        impact = f"A server that sees 1000 disconnects (tab closes, network drops) holds ~{per100 * 10:.0f} MiB more."
+        fix = "Release per-connection state (buffers, caches keyed by connection, tasks) on disconnect."
+    else:
+        title = "Live asyncio tasks grow with every connect/stream/disconnect cycle"
+        unit = "tasks"
+        impact = "Orphaned tasks accumulate: memory, file descriptors and loop work grow until restart."
+        fix = "Cancel and await every task a connection started when it closes."
+    return Finding(
+        kind=f"{what}_leak", title=title, severity="HIGH", dimension="Performance",
+        description=(f"Regressed on {fit['cycles']} cycles, {what} grows {per100:.1f} {unit} per 100 cycles "
+                     f"(95% CI {lo:.1f} to {hi:.1f}, r^2 {fit['r2']:.2f}); the growth is per action, not a warm-up."),
+        impact=impact, suggested_fix=fix, location=Location(scenario=scenario),
+        evidence=[f"slope {fit['slope']:.4f} {unit}/cycle over {fit['n']} samples, 95% CI [{fit['ci_low']:.4f}, "
+                  f"{fit['ci_high']:.4f}]"] + _top_growth(run_dir),
+        figures={f"{what}_per_100_cycles": per100, "ci_low": lo, "ci_high": hi, "r2": fit["r2"],
+                 "cycles": fit["cycles"]},
+        key=f"{what}-per-cycle",
+    )
