@@ -35,6 +35,10 @@ def _frame_gaps(run_dir: Path) -> list[tuple[str, float, float]]:
 
 
 def _load_window(run_dir: Path) -> tuple[float, float] | None:
+    """When the load ran: from run.json, else the span of what clients received."""
+    lw = (read_json(run_dir / "run.json", {}) or {}).get("load_window")
+    if lw and lw[0] and lw[1]:
+        return float(lw[0]), float(lw[1])
     ts = []
     for s in list_streams(run_dir):
         ts += [e["t"] for e in s.events if e.get("kind") == "binary"]

@@ -229,6 +229,7 @@ def execute(args: argparse.Namespace) -> int:
                                    options=run.options, tracks=tracks, duration_s=run.duration,
                                    compression=args.ws_compression == "on")
         t0 = time.monotonic()
+        run.doc["load_window"] = [time.time(), None]
         load = loadgen.start(run.dir, base_url=base_url, config_path=cfg, users=run.users,
                              spawn_rate=args.spawn_rate or run.scenario.spawn_rate, duration_s=run.duration,
                              workers=args.locust_workers, env=env_for_loadgen())
@@ -240,6 +241,7 @@ def execute(args: argparse.Namespace) -> int:
             outcome = loadgen.wait(load, target_alive=target_proc.alive, tick=prog.tick,
                                    timeout_s=run.duration + 120)
         run.mark("load_s", t0)
+        run.doc["load_window"][1] = time.time()
         run.doc["load_outcome"] = outcome
         if outcome == "target_died":
             _invalid(run, f"target died mid-run (exit code {target_proc.returncode})")

@@ -37,6 +37,7 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     report_modules: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    ws_deflate: str = "on"  # uvicorn's default, which is how Auralis runs itself
 
     def agent_argv(self, *, port: int, run_dir: Path, loop: str, stall_ms: float, trace_memory: bool,
                    trace_frames: int, profile: str, monitor_port: int | None) -> list[str]:
@@ -51,7 +52,7 @@ class Target:
             argv += ["--monitor-port", str(monitor_port)]
         for m in self.report_modules:
             argv += ["--report-module", m]
-        return argv
+        return argv + ["--ws-deflate", self.ws_deflate]
 
     def process_env(self, run_dir: Path, extra_pythonpath: list[Path] | None = None) -> dict[str, str]:
         """A fresh HOME/TMPDIR/caches inside the run directory: the user's real
@@ -79,7 +80,11 @@ def reference_target(injections: frozenset[str]) -> Target:
         app_dir=PROJECT_ROOT,
         code_roots=[PROJECT_ROOT / "instrument" / "reference"],
         env={"EARSHOT_REF_INJECT": ",".join(sorted(injections))},
-        info={"injections": sorted(injections)},
+        info={"injections": sorted(injections), "ws_deflate": "off"},
+        # a correct PCM server declines permessage-deflate: float PCM hardly
+        # compresses, and websockets deflates every frame on the event loop
+        # (measured: 60-120 ms stalls per 300 KB frame on this machine)
+        ws_deflate="off",
     )
 
 

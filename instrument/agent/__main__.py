@@ -39,6 +39,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", choices=["none", "pyinstrument", "yappi"], default="none")
     p.add_argument("--monitor-port", type=int)
     p.add_argument("--report-module", action="append", default=[])
+    p.add_argument("--ws-deflate", choices=["on", "off"], default="on",
+                   help="whether the server accepts permessage-deflate (uvicorn's default: on, as Auralis runs)")
     return p.parse_args(argv)
 
 
@@ -131,14 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         "pid": os.getpid(), "python": sys.version.split()[0], "executable": sys.executable,
         "loop": f"{type(loop).__module__}.{type(loop).__qualname__}", "app": a.app, "code_roots": roots,
         "stall_threshold_ms": a.stall_threshold_ms, "versions": _versions(), "report_modules": modules,
-        "options": {"trace_memory": a.trace_memory, "profile": a.profile, "monitor_port": a.monitor_port},
+        "options": {"trace_memory": a.trace_memory, "profile": a.profile, "monitor_port": a.monitor_port,
+                    "ws_deflate": a.ws_deflate},
         "started_t": time.time(),
     }
     (out / "agent.json").write_text(json.dumps(info, indent=1))
 
     import uvicorn
 
-    config = uvicorn.Config(app, host=a.host, port=a.port, loop="none", lifespan="auto", log_level="info")
+    config = uvicorn.Config(app, host=a.host, port=a.port, loop="none", lifespan="auto", log_level="info",
+                            ws_per_message_deflate=a.ws_deflate == "on")
     server = uvicorn.Server(config)
 
     async def serve() -> None:

@@ -54,6 +54,7 @@ class LoopWatchdog:
         self.fh_file = faulthandler_file
         self.hang_dump_s = hang_dump_s
         self.last_beat = time.perf_counter()
+        self.last_beat_cpu = 0.0
         self.lags: collections.deque[float] = collections.deque()
         self.loop_tid: int | None = None
         self.loop_cpu_clock: int | None = None
@@ -114,6 +115,8 @@ class LoopWatchdog:
             expected = time.perf_counter() + interval
             await asyncio.sleep(interval)
             now = time.perf_counter()
+            # the loop thread's own CPU clock, read by itself: CPU spent between beats
+            self.last_beat_cpu = time.thread_time()
             self.last_beat = now
             self.lags.append(max(0.0, now - expected))
             if now - last_tasks >= 1.0:
@@ -142,7 +145,7 @@ class LoopWatchdog:
             beat = self.last_beat
             overdue = now - (beat + self.interval)
             if stall is None and overdue > self.threshold:
-                stall = {"expected": beat + self.interval, "beat": beat, "stacks": [], "cpu0": self._cpu(),
+                stall = {"expected": beat + self.interval, "beat": beat, "stacks": [], "cpu0": self.last_beat_cpu,
                          "deep_taken": False, "dumped": False}
                 self._take_stack(stall, now)
             elif stall is not None:
@@ -237,8 +240,10 @@ class LoopWatchdog:
 
     def _emit_stall(self, stall: dict[str, Any], resumed: float) -> None:
         start, end = stall["expected"], resumed
-        cpu1 = self._cpu()
-        cpu_ms = (cpu1 - stall["cpu0"]) * 1000 if cpu1 is not None and stall["cpu0"] is not None else None
+        # CPU between the last beat before the stall and the beat that ended it,
+        # both read on the loop thread; compared with that same span of wall time
+        cpu_ms = (self.last_beat_cpu - stall["cpu0"]) * 1000
+        span_ms = (end - stall["beat"]) * 1000
         dur_ms = (end - start) * 1000
         gc_ms = self._gc_ms(start, end)
         stacks = stall["stacks"]
@@ -255,9 +260,9 @@ class LoopWatchdog:
                     f["file"] = rel
         self.log.write("stalls", {
             "t": start + self._wall_offset, "duration_ms": round(dur_ms, 2), "location": loc, "stacks": stacks,
-            "gc_ms": round(gc_ms, 2), "cpu_ms": round(cpu_ms, 2) if cpu_ms is not None else None,
+            "gc_ms": round(gc_ms, 2), "cpu_ms": round(cpu_ms, 2),
             # CPU time of the loop thread close to the wall time: computing; far below: waiting (sleep, I/O, lock)
-            "cpu_bound": bool(cpu_ms is not None and cpu_ms >= 0.6 * dur_ms),
+            "cpu_bound": bool(cpu_ms >= 0.6 * span_ms),
             "threshold_ms": self.threshold * 1000,
         })
 

@@ -1,0 +1,75 @@
+"""Known answers for the in-process agent on the reference backend: an
+injected blocking call is found at its own file and line, an injected leak
+is measured at the injected slope, injected saturation names its frame; the
+clean backend reports none of them."""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from analysis.model import load_findings
+from instrument.reference import streaming
+
+from .helpers import leftovers, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def findings_of(run_dir):
+    return load_findings((run_dir / "findings.json").read_text())[0]
+
+
+def sleep_line() -> int:
+    lines, first = inspect.getsourcelines(streaming.send_chunk_blocking)
+    return first + next(i for i, l in enumerate(lines) if "time.sleep" in l)
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean") / "run"
+    r = run_cli("--scenario", "concurrent-tracks", "--duration", "20", "--out", str(out))
+    assert "VERDICT" in r.stdout, r.stdout + r.stderr
+    return out
+
+
+def test_clean_backend_has_no_stall_leak_or_saturation(clean_run):
+    kinds = {f.kind for f in findings_of(clean_run)}
+    assert not kinds & {"loop_stall", "loop_saturation", "rss_leak", "tasks_leak"}, kinds
+    assert leftovers(clean_run) == []
+
+
+def test_blocking_send_is_attributed_to_its_file_and_line(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("--scenario", "smoke", "--duration", "15", "--inject", "blocking-send", "--out", str(out))
+    assert "VERDICT: FAIL" in r.stdout, r.stdout + r.stderr
+    stalls = [f for f in findings_of(out) if f.kind == "loop_stall"]
+    assert stalls, "no stall finding"
+    top = stalls[0]
+    assert top.location.file == "streaming.py"
+    assert top.location.function == "send_chunk_blocking"
+    assert top.location.line_start == sleep_line()
+    assert 100 <= top.figures["p50_ms"] <= 400  # the injected sleep is 120 ms
+    assert top.figures["cpu_bound"] == 0  # a sleep is waiting, not computing
+
+
+def test_leak_on_disconnect_slope_within_25_percent(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("--scenario", "disconnect-storm", "--duration", "30", "--inject", "leak-on-disconnect",
+                "--out", str(out))
+    assert "VERDICT" in r.stdout, r.stdout + r.stderr
+    leak = [f for f in findings_of(out) if f.kind == "rss_leak"]
+    assert leak, [f.kind for f in findings_of(out)]
+    slope = leak[0].figures["rss_per_100_cycles"]  # MiB per 100 cycles; injected: 1 MiB per cycle
+    assert 75 <= slope <= 125, slope
+
+
+def test_saturation_names_the_busy_frame_and_no_stall(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("--scenario", "slow-client", "--duration", "20", "--inject", "loop-saturation", "--out", str(out))
+    assert "VERDICT" in r.stdout, r.stdout + r.stderr
+    found = findings_of(out)
+    sat = [f for f in found if f.kind == "loop_saturation"]
+    assert sat, [f.kind for f in found]
+    assert sat[0].location.function == "saturate_loop_turn"
+    assert not [f for f in found if f.kind == "loop_stall" and f.location.function == "saturate_loop_turn"]
