@@ -11,12 +11,16 @@ import numpy as np
 from scipy import stats
 
 from .model import Finding, Location
-from .rundir import AGENT, LOAD, iter_jsonl, read_json
+from .rundir import AGENT, LOAD, iter_jsonl, list_streams, read_json
 
 MIB = 1024 * 1024
 LEAK_FLOOR_MIB_PER_100 = 5.0  # allocator noise and caches stay under this
 TASK_FLOOR_PER_100 = 10.0
 MIN_CYCLES = 30
+# Memory a server holds per concurrent stream: a chunk or two and a short send
+# queue (a 15 s stereo float32 chunk is 5 MiB). Far above that, it buffers
+# whole tracks per connection.
+PER_STREAM_FLOOR_MIB = 40.0
 
 
 def _regress(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray) -> dict[str, float] | None:
@@ -66,6 +70,12 @@ def analyse_memory(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
             metrics["rss_growth_mb_per_100_cycles"] = round(per100, 2)
             if fit["ci_low"] * 100 > LEAK_FLOOR_MIB_PER_100:
                 findings.append(_leak("rss", fit, scenario, run_dir))
+    if samples:
+        per_stream = _per_stream(run_dir, samples)
+        if per_stream:
+            metrics["rss_per_active_stream_mb"] = round(per_stream["slope"], 1)
+            if per_stream["ci_low"] > PER_STREAM_FLOOR_MIB:
+                findings.append(_per_stream_finding(per_stream, scenario))
     tasks = list(iter_jsonl(run_dir / AGENT / "tasks.jsonl"))
     if tasks and cycles.size:
         fit = _regress(cycles, np.array([x["t"] for x in tasks], dtype=float),
@@ -110,4 +120,45 @@ def _leak(what: str, fit: dict[str, float], scenario: str | None, run_dir: Path)
         figures={f"{what}_per_100_cycles": per100, "ci_low": lo, "ci_high": hi, "r2": fit["r2"],
                  "cycles": fit["cycles"]},
         key=f"{what}-per-cycle",
+    )
+
+
+def _per_stream(run_dir: Path, samples: list[dict[str, Any]]) -> dict[str, float] | None:
+    """RSS regressed on the number of streams open at each sample time."""
+    spans = []
+    for st in list_streams(run_dir):
+        info = st.summary or {}
+        ts = [e["t"] for e in st.events if "t" in e]
+        if not ts:
+            continue
+        spans.append((min(ts), float(info.get("closed_t") or max(ts))))
+    if len(spans) < 2:
+        return None
+    t = np.array([s["t"] for s in samples], dtype=float)
+    active = np.array([sum(1 for a, b in spans if a <= x <= b) for x in t], dtype=float)
+    y = np.array([s.get("rss", 0) for s in samples], dtype=float) / MIB
+    if np.ptp(active) < 2 or t.size < 8:
+        return None
+    r = stats.linregress(active, y)
+    half = stats.t.ppf(0.975, max(1, t.size - 2)) * r.stderr
+    return {"slope": r.slope, "ci_low": r.slope - half, "ci_high": r.slope + half, "r2": r.rvalue ** 2,
+            "max_active": int(active.max()), "n": int(t.size)}
+
+
+def _per_stream_finding(fit: dict[str, float], scenario: str | None) -> Finding:
+    return Finding(
+        kind="memory_per_stream", title="Each open stream holds a large amount of memory",
+        severity="HIGH" if fit["slope"] >= 100 else "MEDIUM", dimension="Performance",
+        description=(f"Resident memory rises {fit['slope']:.0f} MiB for every stream open at once (95% CI "
+                     f"{fit['ci_low']:.0f} to {fit['ci_high']:.0f}, r^2 {fit['r2']:.2f}, up to {fit['max_active']} "
+                     "streams): far more than a chunk and a short send queue, so audio is buffered per connection "
+                     "regardless of how fast the client reads."),
+        impact="Memory scales with listeners and with slow clients; a handful of slow or stalled clients can "
+               "exhaust the server.",
+        suggested_fix="Bound what is rendered ahead per connection and let socket backpressure stop the producer.",
+        location=Location(scenario=scenario),
+        evidence=[f"RSS = a + {fit['slope']:.1f} MiB x open streams over {fit['n']} samples"],
+        figures={"mib_per_stream": fit["slope"], "ci_low": fit["ci_low"], "ci_high": fit["ci_high"],
+                 "max_active": fit["max_active"]},
+        key="memory-per-stream",
     )

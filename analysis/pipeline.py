@@ -15,6 +15,7 @@ from .rundir import FINDINGS, METRICS, read_json
 # (module, function): each returns (findings, metrics)
 FAMILIES: list[tuple[str, str]] = [
     ("analysis.client", "analyse_client"),
+    ("analysis.continuity", "analyse_continuity"),
     ("analysis.audio.run", "analyse_run"),
     ("analysis.loop", "analyse_loop"),
     ("analysis.memory", "analyse_memory"),

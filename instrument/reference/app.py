@@ -130,8 +130,8 @@ def create_app(injections: frozenset[str] = frozenset(), options: dict[str, Any]
             current["task"] = None
 
         hb = asyncio.create_task(heartbeat())
-        saturator = (asyncio.create_task(streaming.saturate_loop(lambda: state["active_streams"] > 0))
-                     if "loop-saturation" in injections else None)
+        if "loop-saturation" in injections:
+            streaming.ensure_saturator(lambda: state["active_streams"] > 0)
         await send_json({"type": "enhancement_settings_changed", "data": dict(state["settings"])})
         await send_json({"type": "player_state", "data": {"state": "idle", "track_id": None, "position": 0.0}})
         try:
@@ -186,8 +186,6 @@ def create_app(injections: frozenset[str] = frozenset(), options: dict[str, Any]
             pass
         finally:
             hb.cancel()
-            if saturator is not None:
-                saturator.cancel()
             await cancel()
             if "leak-on-disconnect" in injections:
                 _LEAKED.append(bytearray(b"\x01") * (1 << 20))  # touched pages, so RSS grows

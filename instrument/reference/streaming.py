@@ -89,11 +89,21 @@ def saturate_loop_turn(seconds: float = 0.008) -> None:
         x += 1
 
 
-async def saturate_loop(active: Callable[[], bool]) -> None:
-    while True:
-        if active():
-            saturate_loop_turn()
-        await asyncio.sleep(0.002)
+_SATURATOR: list[asyncio.Task] = []
+
+
+def ensure_saturator(active: Callable[[], bool]) -> None:
+    """One process-wide task: ~8 ms CPU turns every ~2 ms while any stream runs."""
+    if _SATURATOR and not _SATURATOR[0].done():
+        return
+
+    async def loop() -> None:
+        while True:
+            if active():
+                saturate_loop_turn()
+            await asyncio.sleep(0.002)
+
+    _SATURATOR[:] = [asyncio.get_running_loop().create_task(loop())]
 
 
 async def run_stream(*, send_json: Callable[[dict], Awaitable[None]], send_pair: Callable[[dict, bytes], Awaitable[None]],
@@ -120,9 +130,15 @@ async def run_stream(*, send_json: Callable[[dict], Awaitable[None]], send_pair:
         await asyncio.sleep(2.0)
     prerendered: list[np.ndarray] | None = None
     if "unbounded-buffer" in inj:
-        # ignores backpressure: the whole track rendered and held per connection
-        prerendered = [render_chunk(source, sr, chunks, k, enhanced, inj).astype(np.float64)
-                       for k in range(start_chunk, len(chunks))]
+        # ignores backpressure: the whole track rendered up front and held per
+        # connection for as long as the client takes to read it (float64 work
+        # copies and the bytes to send, ~3x the track's float32 size)
+        def render_all() -> tuple[list[np.ndarray], list[bytes]]:
+            work = [render_chunk(source, sr, chunks, k, enhanced, inj).astype(np.float64)
+                    for k in range(start_chunk, len(chunks))]
+            return work, [w.astype("<f4").tobytes() for w in work]
+
+        prerendered, held = await asyncio.to_thread(render_all)  # held: kept alive until the stream ends
     seq = 0
     delivered = 0
     for k in range(start_chunk, len(chunks)):
