@@ -38,12 +38,12 @@ class LoadRun:
 
 
 def write_config(run_dir: Path, *, base_url: str, scenario: Scenario, users: dict[str, int], options: dict[str, Any],
-                 tracks: list[dict[str, Any]], duration_s: float, compression: bool) -> Path:
+                 tracks: list[dict[str, Any]], duration_s: float, compression: bool, workers: int = 0) -> Path:
     cfg = {
         "base_url": base_url, "run_dir": str(run_dir), "scenario": scenario.name, "users": users,
         "options": options, "tracks": [{k: v for k, v in t.items() if k != "abs_path"} for t in tracks],
         # users stop starting work at end_t; Locust itself stops a little later
-        "end_t": time.time() + duration_s + 3.0, "compression": compression,
+        "end_t": time.time() + duration_s + 2.0, "compression": compression, "locust_workers": workers,
     }
     path = run_dir / "load" / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def start(run_dir: Path, *, base_url: str, config_path: Path, users: dict[str, i
           duration_s: float, workers: int = 0, env: dict[str, str]) -> LoadRun:
     load = run_dir / "load"
     total = sum(users.values())
-    run_time = f"{int(math.ceil(duration_s + 8))}s"
+    run_time = f"{int(math.ceil(duration_s + 4))}s"
     common = ["-f", str(LOCUSTFILE), "--host", base_url, "--loglevel", "WARNING"]
     lenv = dict(env)
     lenv["EARSHOT_CONFIG"] = str(config_path)

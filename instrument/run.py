@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spawn-rate", type=float, help="users started per second")
     p.add_argument("--scenario-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario option (repeatable)")
+    p.add_argument("--track-seconds", type=float,
+                   help="length of each generated test track (default: each signal's own, 60-90 s)")
     p.add_argument("--locust-workers", type=int, default=0, help="run Locust as a master with N local workers")
     p.add_argument("--ws-compression", choices=["on", "off", "both"], default="on",
                    help="offer permessage-deflate as browsers do (default on); 'both' runs the scenario with it "
@@ -97,6 +99,8 @@ class Run:
         self.duration = float(args.duration if args.duration is not None else self.scenario.duration_s)
         if self.duration <= 0:
             raise RunError("--duration must be positive")
+        if args.track_seconds is not None and not 20 <= args.track_seconds <= 3600:
+            raise RunError("--track-seconds must be between 20 and 3600")
         if not 10 <= args.stall_threshold_ms <= 10000:
             raise RunError("--stall-threshold-ms must be between 10 and 10000")
         self.users = catalogue.scale_users(self.scenario, args.users)
@@ -184,7 +188,7 @@ def execute(args: argparse.Namespace) -> int:
 
         t0 = time.monotonic()
         home = run.dir / "home"
-        tracks = tracks_mod.write_tracks(list(run.scenario.tracks), home, run.dir,
+        tracks = tracks_mod.write_tracks(list(run.scenario.tracks), home, run.dir, seconds=args.track_seconds,
                                          cache_dir=Path(os.environ.get("EARSHOT_TRACK_CACHE", PROJECT_ROOT / "runs" / ".track-cache")))
         tracks_mod.save_manifest(tracks, run.dir)
         run.mark("tracks_s", t0)
@@ -227,7 +231,7 @@ def execute(args: argparse.Namespace) -> int:
         # -- load -------------------------------------------------------------
         cfg = loadgen.write_config(run.dir, base_url=base_url, scenario=run.scenario, users=run.users,
                                    options=run.options, tracks=tracks, duration_s=run.duration,
-                                   compression=args.ws_compression == "on")
+                                   compression=args.ws_compression == "on", workers=args.locust_workers)
         t0 = time.monotonic()
         run.doc["load_window"] = [time.time(), None]
         load = loadgen.start(run.dir, base_url=base_url, config_path=cfg, users=run.users,

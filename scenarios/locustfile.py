@@ -37,6 +37,7 @@ COMPRESSION = bool(CONFIG.get("compression", True))
 SCENARIO = CONFIG.get("scenario", "adhoc")
 _user_numbers = itertools.count()
 
+_DONE: set[str] = set()  # users with no more work (finite scenarios end when all are)
 STATS = {"active_streams": 0, "bytes": 0, "streams": 0, "errors": 0, "cycles": 0}
 _events_log: JsonlWriter | None = None
 _requests_log: JsonlWriter | None = None
@@ -82,6 +83,12 @@ def _progress_writer() -> None:
     while True:
         env = _ENV.get("env")
         users = env.runner.user_count if env is not None and env.runner is not None else 0
+        expected = sum(int(c) for c in (CONFIG.get("users") or {}).values())
+        if expected and len(_DONE) >= expected and env is not None and env.runner is not None \
+                and not CONFIG.get("locust_workers"):
+            load_event("all_users_done")
+            env.runner.quit()  # a finite scenario has nothing left to do
+            return
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"t": time.time(), "users": users, **STATS}))
         os.replace(tmp, path)
@@ -178,11 +185,13 @@ class _AuralisUser(User):
     def scenario_step(self) -> None:
         limit = OPTS.get("plays_per_user")
         if limit is not None and self.plays >= int(limit):
+            _DONE.add(self.name)  # nothing more to do: the run may end early
             self.idle_until_end()
             return
         self.plays += 1
         self.stream_once(self.track(self.plays - 1), enhanced=self.enhanced)
-        self.listen_out()
+        if limit is None or self.plays < int(limit):
+            self.listen_out()
 
     def listen_out(self) -> None:
         """A listener asks for the next track when this one has finished

@@ -21,8 +21,9 @@ class TrackError(Exception):
     pass
 
 
-def render(name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def render(name: str, sample_rate: int = SAMPLE_RATE, seconds: float | None = None) -> np.ndarray:
     gen, duration_s, _desc = signals.TEST_TRACKS[name]
+    duration_s = seconds or duration_s
     params = inspect.signature(gen).parameters
     kwargs: dict[str, Any] = {}
     for key in ("duration_s", "duration"):
@@ -35,7 +36,8 @@ def render(name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return x if x.ndim == 2 else np.stack([x, x], axis=1)
 
 
-def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | None = None) -> list[dict[str, Any]]:
+def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | None = None,
+                 seconds: float | None = None) -> list[dict[str, Any]]:
     """Write each named track as float32 WAV under home/Music. Generated audio
     is deterministic, so a cache directory may hold it between runs."""
     music = home / "Music" / MUSIC_SUBDIR
@@ -45,13 +47,13 @@ def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | 
         if name not in signals.TEST_TRACKS:
             raise TrackError(f"unknown test track '{name}' (known: {', '.join(signals.TEST_TRACKS)})")
         path = music / f"{name}.wav"
-        cached = cache_dir / f"{name}-{SAMPLE_RATE}.wav" if cache_dir else None
+        cached = cache_dir / f"{name}-{SAMPLE_RATE}-{seconds or 'std'}.wav" if cache_dir else None
         if cached and cached.exists():
             path.write_bytes(cached.read_bytes())
             info = sf.info(str(path))
             frames, channels = info.frames, info.channels
         else:
-            x = render(name)
+            x = render(name, seconds=seconds)
             sf.write(str(path), x, SAMPLE_RATE, subtype="FLOAT")
             frames, channels = x.shape
             if cached:
