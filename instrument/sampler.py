@@ -64,7 +64,7 @@ class ProcessSampler:
                         alive = alive or p.pid == self.proc.pid
                     except psutil.Error:
                         continue
-                if not alive:
+                if not alive or rec["rss"] == 0:  # gone, or a zombie awaiting its parent
                     return
                 if n > 0:  # the first cpu_percent() of a process is meaningless
                     fh.write(json.dumps(rec) + "\n")

@@ -39,14 +39,15 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "concurrent-tracks",
             "N browser-like listeners streaming different tracks at once, enhanced and normal mixed",
-            {"Listener": 3, "EnhancedListener": 3},
+            {"Listener": 3, "EnhancedListener": 3, "Browser": 1},
             duration_s=60,
         ),
         Scenario(
             "slow-client",
             "browser listeners beside consumers reading at a fraction of real time, one that stops "
-            "reading entirely, and a buffer_full/buffer_ready user",
-            {"Listener": 1, "EnhancedListener": 1, "SlowListener": 1, "StalledListener": 1, "FlowControlListener": 1},
+            "reading entirely, a buffer_full/buffer_ready user, and one person browsing the library",
+            {"Listener": 1, "EnhancedListener": 1, "SlowListener": 1, "StalledListener": 1, "FlowControlListener": 1,
+             "Browser": 1},
             duration_s=45,
             options={"slow_read_rate": 0.25, "stall_after_s": 1.0, "flow_buffer_s": 20.0},
         ),

@@ -219,7 +219,8 @@ class LoopWatchdog:
         real = os.path.realpath(filename)
         own = False
         rel = filename
-        if "site-packages" not in real and "dist-packages" not in real and not real.startswith(_STDLIB):
+        # "<frozen runpy>", "<string>": not files; realpath would place them under the cwd
+        if not filename.startswith("<") and "site-packages" not in real and "dist-packages" not in real and not real.startswith(_STDLIB):
             for root in self.roots:
                 if real.startswith(root + os.sep):
                     own, rel = True, os.path.relpath(real, root)
