@@ -75,8 +75,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "library-browse",
-            "REST browsing and paging of the library at realistic rates",
-            {"Browser": 8},
+            "REST browsing and paging of the library at realistic rates while one listener streams",
+            {"Browser": 8, "Listener": 1},
             duration_s=30,
         ),
         Scenario(

@@ -86,12 +86,6 @@ def main(argv: list[str] | None = None) -> int:
                             busy_sample_hz=a.busy_sample_hz, faulthandler_file=fh_log)
     watchdog.install_gc_callbacks()
 
-    tracer = None
-    if a.trace_memory:
-        from .memtrace import MemTracer
-
-        tracer = MemTracer(log, frames=a.trace_frames, interval_s=a.trace_interval_s, code_roots=roots)
-        tracer.start()
     profiler = None
     if a.profile != "none":
         from .profiling import start_profiler
@@ -109,6 +103,15 @@ def main(argv: list[str] | None = None) -> int:
 
         traceback.print_exc()
         _fail(f"cannot import {a.app}: {type(e).__name__}: {e}")
+
+    tracer = None
+    if a.trace_memory:
+        # after the app's imports (tracing every allocation of numpy/scipy/fastapi
+        # imports made start-up take over a minute), before the loop runs
+        from .memtrace import MemTracer
+
+        tracer = MemTracer(log, frames=a.trace_frames, interval_s=a.trace_interval_s, code_roots=roots)
+        tracer.start()
 
     if a.loop == "uvloop":
         try:
