@@ -76,7 +76,10 @@ def find_match(f: Finding, issues: list[dict[str, Any]]) -> Match | None:
     """The issue that already tracks this finding: a fingerprint match beats a
     title match, an open issue beats a closed one, the newest wins a tie."""
     by_fp = [i for i in issues if fingerprint_of(i) == f.fingerprint]
-    by_title = [i for i in issues if i not in by_fp and titles_match(f.title, i.get("title", ""))]
+    # titles are matched only against issues people filed: an issue earshot filed
+    # carries a fingerprint, and a different fingerprint is a different defect
+    # (the normal-path and enhanced-path twins of one check share most words)
+    by_title = [i for i in issues if fingerprint_of(i) is None and titles_match(f.title, i.get("title", ""))]
     for group, how in ((by_fp, "fingerprint"), (by_title, "title")):
         opened = [i for i in group if i.get("state") == "open"]
         if opened:

@@ -3,7 +3,6 @@ visible in what a correct tool reports, and faults that must still leave a
 report, exit 2, and no process behind."""
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
@@ -42,10 +41,14 @@ def test_repeat_overlap_is_a_high_finding_naming_the_span(tmp_path):
     r = run_cli("--scenario", "smoke", "--duration", "15", "--inject", "repeat-overlap", "--out", str(out))
     assert r.returncode == 1, r.stdout + r.stderr
     assert verdict_line(r).startswith("VERDICT: FAIL")
-    rep = [f for f in findings_of(out) if f.kind == "repeated_samples"]
-    assert rep and rep[0].severity in ("HIGH", "CRITICAL")
-    text = json.dumps([f.to_dict() for f in rep])
-    assert "5.0" in text or "220500" in text  # the 5 s overlap, in seconds or frames
+    rep = [f for f in findings_of(out) if f.kind == "repeated_audio"]
+    assert {f.title for f in rep} >= {"Audio repeated at chunk boundaries (normal path)",
+                                      "Audio repeated at chunk boundaries (enhanced path)"}
+    for f in rep:
+        assert f.severity == "HIGH"
+        assert f.figures["span_frames"] == 220500  # the 5 s overlap, exactly, at 44.1 kHz
+        assert f.figures["boundaries"] >= 1
+        assert all("repeated 220500 frames = 5.0000 s" in e for e in f.evidence)
 
 
 def test_unknown_injection_is_one_line_exit_2(tmp_path):
