@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-AUDIO_EXT = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
+AUDIO_EXT = {".wav", ".flac"}
 
 
 class ScanError(Exception):
@@ -37,29 +37,33 @@ class Library:
     def scan(self, directories: list[str]) -> dict[str, Any]:
         found = added = failed = 0
         failures = []
+        if not directories:
+            raise ScanError(400, "no directories given")
+        dirs = []
         for raw in directories:
             d = Path(raw)
-            if not self.allowed(d):
-                raise ScanError(403, f"directory not allowed: scans are limited to ~/Music and ~/Documents")
+            if not d.is_absolute() or not self.allowed(d):
+                raise ScanError(403, "directory not allowed: scans are limited to ~/Music and ~/Documents")
             if not d.is_dir():
                 raise ScanError(400, "directory does not exist")
-            for p in sorted(d.rglob("*")):
-                if p.suffix.lower() not in AUDIO_EXT or not p.is_file():
+            dirs.append(d.resolve())
+        # ids follow sorted path order across every directory of the request
+        paths = sorted({p for d in dirs for p in d.rglob("*") if p.suffix.lower() in AUDIO_EXT and p.is_file()})
+        for p in paths:
+            found += 1
+            try:
+                info = sf.info(str(p))
+            except Exception as e:
+                failed += 1
+                failures.append({"file": p.name, "error": type(e).__name__})
+                continue
+            with self._lock:
+                if any(t["filepath"] == str(p) for t in self.tracks):
                     continue
-                found += 1
-                try:
-                    info = sf.info(str(p))
-                except Exception as e:
-                    failed += 1
-                    failures.append({"file": p.name, "error": type(e).__name__})
-                    continue
-                with self._lock:
-                    if any(t["filepath"] == str(p) for t in self.tracks):
-                        continue
-                    self.tracks.append({"id": len(self.tracks) + 1, "title": p.stem, "filepath": str(p),
-                                        "duration": info.frames / info.samplerate, "sample_rate": info.samplerate,
-                                        "channels": info.channels, "format": p.suffix[1:].upper()})
-                    added += 1
+                self.tracks.append({"id": len(self.tracks) + 1, "title": p.stem, "filepath": str(p),
+                                    "duration": info.frames / info.samplerate, "sample_rate": info.samplerate,
+                                    "channels": info.channels, "format": p.suffix[1:].upper()})
+                added += 1
         self.db.parent.mkdir(parents=True, exist_ok=True)
         self.db.write_text(json.dumps(self.tracks))
         return {"files_found": found, "files_added": added, "files_failed": failed, "failures": failures}

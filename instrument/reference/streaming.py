@@ -1,21 +1,25 @@
 """One audio stream of the reference backend: chunks rendered off the loop,
-each sent as audio_chunk_meta + one binary frame per 300 KB, no real-time
-pacing (as Auralis: backpressure comes only from the socket), then
-audio_stream_end with what was actually delivered."""
+each sent as audio_chunk_meta + one binary frame per 300 KB through a
+bounded send queue (4 frames, as Auralis's AURALIS_SEND_QUEUE_MAXSIZE), no
+real-time pacing: backpressure comes only from the socket. Ends with
+audio_stream_end, except when cancelled by a seek, a new play or stop."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from . import mastering
-from .geometry import CONTEXT_S, Chunk, chunk_for, plan
+from .geometry import CHUNK_S, CONTEXT_S, Chunk, plan, start_point
 
 FLOATS_PER_FRAME = 300 * 1024 // 4  # 76800 floats: Auralis's 300 KB frames
+SEND_QUEUE_FRAMES = 4
 XFADE_S = 0.5
+CHANNELS = 2
 _EPOCH = [0]  # process-global, as Auralis's stream_epoch
 
 
@@ -24,39 +28,71 @@ def next_epoch() -> int:
     return _EPOCH[0]
 
 
+class Sender:
+    """A connection's writer. A meta and its binary frame go out under one lock,
+    so another message can arrive between pairs but never inside one."""
+
+    def __init__(self, ws: Any):
+        self.ws = ws
+        self.lock = asyncio.Lock()
+
+    async def json(self, msg: dict) -> None:
+        async with self.lock:
+            await self.ws.send_text(json.dumps(msg))
+
+    async def pair(self, meta: dict, frame: bytes) -> None:
+        async with self.lock:
+            await self.ws.send_text(json.dumps(meta))
+            await self.ws.send_bytes(frame)
+
+
 @dataclass
-class Flow:
-    """pause/buffer_full take effect between chunks, as in Auralis."""
+class Gates:
+    """Auralis's two per-stream events: `pause`/`resume` (the user) and
+    `buffer_full`/`buffer_ready` (the client's flow control). Either one
+    closed holds the stream before its next chunk, never inside one."""
 
-    paused: bool = False
-    resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    play: asyncio.Event = field(default_factory=asyncio.Event)
+    flow: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def pause(self) -> None:
-        self.paused = True
-        self.resumed.clear()
+    def __post_init__(self) -> None:
+        self.play.set()
+        self.flow.set()
 
-    def resume(self) -> None:
-        self.paused = False
-        self.resumed.set()
+    async def wait(self) -> None:
+        await self.play.wait()
+        await self.flow.wait()
+
+
+def _gain(db: float) -> np.float32:
+    return np.float32(10.0 ** (db / 20.0))
 
 
 def render_chunk(source: np.ndarray, sr: int, chunks: list[Chunk], k: int, enhanced: bool, inj: frozenset[str],
                  *, for_crossfade: bool = False) -> np.ndarray:
+    """Chunk k as delivered, float32 (frames, 2), with boundary injections applied.
+
+    Boundary injections act at every boundary k >= 1 on both paths; on the
+    normal path `level-step` is a plain per-chunk gain."""
     ch = chunks[k]
     last = chunks[-1].index
+    step_db = (0.75 if k % 2 == 0 else -0.75) if "level-step" in inj else None
     if enhanced:
-        forced = (0.75 if k % 2 == 0 else -0.75) if "level-step" in inj else None
-        out = mastering.render(source, sr, chunks, k, smooth="level-step" not in inj, forced_gain_db=forced)
+        out = mastering.render(source, sr, chunks, k, smooth=step_db is None, forced_gain_db=step_db)
     else:
         out = source[ch.start:ch.end].copy()
-        if "level-step" in inj:
-            out *= np.float32(10 ** ((0.75 if k % 2 == 0 else -0.75) / 20))
+        if step_db is not None:
+            out *= _gain(step_db)
     if for_crossfade:
         return out
     if "repeat-overlap" in inj and k >= 1:
         extra_start = max(0, ch.start - int(CONTEXT_S * sr))
-        prefix = source[extra_start:ch.start] if not enhanced else \
-            mastering.render(source, sr, chunks, k - 1, smooth="level-step" not in inj)[-(ch.start - extra_start):]
+        if enhanced:  # the predecessor's own rendering of those 5 s, sent again
+            prefix = mastering.render(source, sr, chunks, k - 1, smooth=step_db is None,
+                                      forced_gain_db=(0.75 if (k - 1) % 2 == 0 else -0.75) if step_db is not None
+                                      else None)[-(ch.start - extra_start):]
+        else:
+            prefix = source[extra_start:ch.start]
         out = np.concatenate([prefix, out])
     if "linear-crossfade-dip" in inj:
         x = int(XFADE_S * sr)
@@ -66,14 +102,14 @@ def render_chunk(source: np.ndarray, sr: int, chunks: list[Chunk], k: int, enhan
             fade_in = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
             out[:n] = prev_tail[-n:] * (1 - fade_in) + out[:n] * fade_in
         if k < last:
-            out = out[:-x]
+            out = out[:-x]  # the tail goes out inside the next chunk's fade
     if "drop-samples" in inj and k >= 1:
         out = out[64:]
     if "gap" in inj and k >= 1:
         out[: int(0.05 * sr)] = 0.0
-    if "boundary-click" in inj and k >= 1:
+    if "boundary-click" in inj and k >= 1 and out.shape[0]:
         out[0] += 0.5
-    return out
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def send_chunk_blocking(seconds: float = 0.12) -> None:
@@ -93,7 +129,8 @@ _SATURATOR: list[asyncio.Task] = []
 
 
 def ensure_saturator(active: Callable[[], bool]) -> None:
-    """One process-wide task: ~8 ms CPU turns every ~2 ms while any stream runs."""
+    """One process-wide task: ~8 ms CPU turns every ~2 ms while any stream runs
+    (~80% of the loop's time, no single turn near a 50 ms stall threshold)."""
     if _SATURATOR and not _SATURATOR[0].done():
         return
 
@@ -106,63 +143,116 @@ def ensure_saturator(active: Callable[[], bool]) -> None:
     _SATURATOR[:] = [asyncio.get_running_loop().create_task(loop())]
 
 
-async def run_stream(*, send_json: Callable[[dict], Awaitable[None]], send_pair: Callable[[dict, bytes], Awaitable[None]],
-                     track: dict[str, Any], audio: tuple[np.ndarray, int], enhanced: bool, start_position: float,
-                     flow: Flow, inj: frozenset[str], preset: str = "adaptive") -> None:
+def _frames(pcm: np.ndarray, *, seq0: int, base: dict[str, Any]) -> list[tuple[dict, bytes, int]]:
+    flat = np.ascontiguousarray(pcm, dtype="<f4").reshape(-1)
+    n = max(1, -(-flat.size // FLOATS_PER_FRAME))
+    out = []
+    for i in range(n):
+        part = flat[i * FLOATS_PER_FRAME:(i + 1) * FLOATS_PER_FRAME]
+        meta = {"type": "audio_chunk_meta", "data": {**base, "seq": seq0 + i, "frame_index": i, "frame_count": n,
+                                                     "sample_count": int(part.size)}}
+        out.append((meta, part.tobytes(), int(part.size) // CHANNELS))
+    return out
+
+
+async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.ndarray, int], enhanced: bool,
+                     position: float, is_seek: bool, gates: Gates, inj: frozenset[str], preset: str = "adaptive",
+                     intensity: float = 1.0, queue_frames: int = SEND_QUEUE_FRAMES) -> None:
     source, sr = audio
     total = source.shape[0]
     chunks = plan(total, sr, enhanced)
-    pos = int(max(0.0, start_position) * sr)
-    start_chunk = chunk_for(chunks, min(pos, total - 1)) if pos > 0 else 0
-    trim = max(0, pos - chunks[start_chunk].start) if pos > 0 else 0
+    sp = start_point(chunks, sr, position, enhanced)
+    stype = "enhanced" if enhanced else "normal"
     epoch = next_epoch()
     start: dict[str, Any] = {
-        "track_id": track["id"], "sample_rate": sr, "channels": 2, "total_chunks": len(chunks),
-        "chunk_duration": 15.0, "total_duration": round(total / sr - (chunks[start_chunk].start / sr), 3),
-        "stream_type": "enhanced" if enhanced else "normal", "stream_epoch": epoch,
-        "preset": preset if enhanced else "none",
+        "track_id": track["id"], "preset": preset if enhanced else "none", "intensity": intensity if enhanced else 1.0,
+        "sample_rate": sr, "channels": CHANNELS, "total_chunks": len(chunks), "chunk_duration": CHUNK_S,
+        # as Auralis: the enhanced path announces the whole track, the normal
+        # path what remains from the start of its first chunk
+        "total_duration": total / sr if enhanced else total / sr - sp.chunk * CHUNK_S,
+        "stream_type": stype, "stream_epoch": epoch,
     }
-    if pos > 0:
-        start.update(is_seek=True, start_chunk=start_chunk, seek_position=start_position,
-                     seek_offset=round(start_position - chunks[start_chunk].start / sr, 6))
-    await send_json({"type": "audio_stream_start", "data": start})
+    if is_seek:
+        start.update(is_seek=True, start_chunk=sp.chunk, seek_position=sp.position_s, seek_offset=sp.offset_s)
+    await sender.json({"type": "audio_stream_start", "data": start})
     if "slow-start" in inj:
         await asyncio.sleep(2.0)
-    prerendered: list[np.ndarray] | None = None
-    if "unbounded-buffer" in inj:
-        # ignores backpressure: the whole track rendered up front and held per
-        # connection for as long as the client takes to read it (float64 work
-        # copies and the bytes to send, ~3x the track's float32 size)
-        def render_all() -> tuple[list[np.ndarray], list[bytes]]:
-            work = [render_chunk(source, sr, chunks, k, enhanced, inj).astype(np.float64)
-                    for k in range(start_chunk, len(chunks))]
-            return work, [w.astype("<f4").tobytes() for w in work]
 
-        prerendered, held = await asyncio.to_thread(render_all)  # held: kept alive until the stream ends
-    seq = 0
-    delivered = 0
-    for k in range(start_chunk, len(chunks)):
-        if flow.paused:
-            await flow.resumed.wait()
-        if prerendered is not None:
-            pcm = prerendered[k - start_chunk].astype(np.float32)
-        else:
-            pcm = await asyncio.to_thread(render_chunk, source, sr, chunks, k, enhanced, inj)
-        if k == start_chunk and trim:
-            pcm = pcm[trim:]
-        flat = np.ascontiguousarray(pcm, dtype="<f4").reshape(-1)
-        n_frames = max(1, -(-flat.size // FLOATS_PER_FRAME))
-        for i in range(n_frames):
-            part = flat[i * FLOATS_PER_FRAME:(i + 1) * FLOATS_PER_FRAME]
-            meta = {"type": "audio_chunk_meta", "data": {
-                "seq": seq, "track_id": track["id"], "stream_epoch": epoch, "chunk_index": k,
-                "chunk_count": len(chunks), "frame_index": i, "frame_count": n_frames, "sample_count": int(part.size),
-                "stream_type": start["stream_type"]}}
-            await send_pair(meta, part.tobytes())
-            seq += 1
-        delivered += pcm.shape[0]
-        if "blocking-send" in inj:
-            send_chunk_blocking()
-    await send_json({"type": "audio_stream_end", "data": {
-        "track_id": track["id"], "total_samples": delivered, "duration": round(delivered / sr, 6),
-        "stream_type": start["stream_type"], "reason": "completed"}})
+    base = {"track_id": track["id"], "stream_epoch": epoch, "chunk_count": len(chunks), "stream_type": stype}
+    # unbounded-buffer ignores backpressure: an unbounded queue, filled with the whole track at once
+    queue: asyncio.Queue = asyncio.Queue(maxsize=0 if "unbounded-buffer" in inj else queue_frames)
+    delivered = [0]
+    failed: list[int] = []
+
+    def render(k: int) -> np.ndarray:
+        pcm = render_chunk(source, sr, chunks, k, enhanced, inj)
+        return pcm[sp.trim:] if k == sp.chunk else pcm
+
+    error: list[BaseException] = []
+
+    async def produce() -> None:
+        seq = 0
+        try:
+            if "unbounded-buffer" in inj:
+                def render_all() -> list[np.ndarray]:
+                    # float64 working copies, held with the queued bytes for as
+                    # long as the client takes to read them (~3x the float32 track)
+                    return [render(k).astype(np.float64) for k in range(sp.chunk, len(chunks))]
+
+                work = await asyncio.to_thread(render_all)
+                for j, w in enumerate(work):
+                    frames = _frames(w, seq0=seq, base={**base, "chunk_index": sp.chunk + j})
+                    for i, (meta, data, n) in enumerate(frames):
+                        queue.put_nowait((meta, data, n, i == len(frames) - 1, w))
+                    seq += len(frames)
+            else:
+                for k in range(sp.chunk, len(chunks)):
+                    await gates.wait()  # pause and flow control act between chunks only
+                    try:
+                        pcm = await asyncio.to_thread(render, k)
+                    except Exception as e:  # a failed chunk is reported and skipped, as Auralis
+                        failed.append(k)
+                        await sender.json({"type": "audio_stream_error", "data": {
+                            "track_id": track["id"], "error": f"Failed to process audio chunk {k}: {type(e).__name__}",
+                            "code": "STREAMING_ERROR", "recovery_position": chunks[k].start / sr, "stream_type": stype}})
+                        continue
+                    frames = _frames(pcm, seq0=seq, base={**base, "chunk_index": k})
+                    for i, (meta, data, n) in enumerate(frames):
+                        await queue.put((meta, data, n, i == len(frames) - 1, None))
+                    seq += len(frames)
+        except Exception as e:  # handed to the stream's task once the queue has drained
+            error.append(e)
+        await queue.put(None)  # not reached when cancelled: then nobody is reading
+
+    async def consume() -> None:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            meta, data, n, chunk_done, _held = item
+            await sender.pair(meta, data)
+            delivered[0] += n
+            if chunk_done and "blocking-send" in inj:
+                send_chunk_blocking()
+
+    producer = asyncio.get_running_loop().create_task(produce())
+    try:
+        await consume()
+        await producer
+    finally:
+        if not producer.done():  # cancelled, or the socket failed: stop rendering too
+            producer.cancel()
+            try:
+                await producer
+            except asyncio.CancelledError:
+                pass
+    if error:
+        raise error[0]
+    # total_samples: sample FRAMES (per channel) actually delivered. Auralis's
+    # docstring says the same (#4659), and its stopped/errored branches send
+    # that; its completed branch sends the whole track's frame count, which
+    # equals this except after a seek, where Auralis contradicts its own
+    # contract. The reference keeps the contract.
+    await sender.json({"type": "audio_stream_end", "data": {
+        "track_id": track["id"], "total_samples": delivered[0], "duration": delivered[0] / sr, "stream_type": stype,
+        "reason": "errored" if failed else "completed", "stream_epoch": epoch}})

@@ -1,0 +1,282 @@
+"""One /ws connection of the reference backend, speaking Auralis's protocol
+(observed on f33a22e5; AURALIS.md, and the shapes in its ws_handlers/ and
+core/stream_*.py): origin check, initial sync pushes, heartbeat, rate limit,
+play/seek/pause/flow/stop, one streaming task per connection."""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from . import streaming
+from .library import Library
+
+RATE_LIMIT_EXEMPT = frozenset({"ping", "pong", "heartbeat"})
+MAX_MESSAGE_BYTES = 64 * 1024
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+LEAK_BYTES = 1 << 20  # leak-on-disconnect: exactly 1048576 bytes per connection
+_LEAKED: list[bytearray] = []  # what leak-on-disconnect keeps, module-level so it is never freed
+
+
+@dataclass
+class Options:
+    ping_interval: float = 30.0
+    pong_timeout: float = 10.0
+    rate_per_s: int = 10
+    max_streams: int = 10
+    acquire_timeout: float = 5.0  # Auralis's STREAM_ACQUIRE_TIMEOUT_SECONDS
+    send_queue_frames: int = streaming.SEND_QUEUE_FRAMES
+
+
+@dataclass
+class Shared:
+    """App-wide state shared by every connection."""
+
+    lib: Library
+    opts: Options
+    injections: frozenset[str]
+    slots: asyncio.Semaphore
+    active_streams: int = 0
+    settings: dict[str, Any] = field(default_factory=lambda: {"enabled": True, "preset": "adaptive",
+                                                              "intensity": 1.0})
+
+
+def allowed_origins(port: int | None) -> frozenset[str]:
+    """Auralis's allowlist is built around its backend port 8765; the reference
+    also allows its own port, so a browser page it serves could connect."""
+    ports = {8765} | ({port} if port else set())
+    return frozenset(f"{scheme}://{host}:{p}" for scheme in ("http", "https", "ws", "wss")
+                     for host in ("localhost", "127.0.0.1") for p in ports) | {"file://"}
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": code, "message": message,
+            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+
+
+def _player_state(shared: Shared) -> dict[str, Any]:
+    s = shared.settings
+    return {"seq": 0, "state": "stopped", "is_playing": False, "is_paused": False, "current_track": None,
+            "current_time": 0.0, "duration": 0.0, "volume": 80, "is_muted": False, "queue": [], "queue_index": 0,
+            "queue_size": 0, "shuffle_enabled": False, "repeat_mode": "off", "mastering_enabled": s["enabled"],
+            "current_preset": s["preset"], "analysis": None}
+
+
+class Session:
+    def __init__(self, ws: WebSocket, shared: Shared):
+        self.ws = ws
+        self.shared = shared
+        self.inj = shared.injections
+        self.send = streaming.Sender(ws)
+        self.task: asyncio.Task | None = None
+        self.gates = streaming.Gates()
+        self.stream_type = "normal"
+        self.stream_settings: dict[str, Any] = {}
+        self.pending_ping: float | None = None
+        self.recent: deque[float] = deque()
+
+    async def admit(self) -> bool:
+        """Origin policy before accept, as Auralis's ConnectionManager.connect."""
+        origin = (self.ws.headers.get("origin") or "").lower()
+        port = (self.ws.scope.get("server") or (None, None))[1]
+        host = (self.ws.client.host if self.ws.client else "").lower()
+        if (origin and origin not in allowed_origins(port)) or (not origin and host not in LOOPBACK_HOSTS):
+            await self.ws.close(code=1008)
+            return False
+        await self.ws.accept()
+        return True
+
+    async def run(self) -> None:
+        hb = asyncio.get_running_loop().create_task(self.heartbeat())
+        if "loop-saturation" in self.inj:
+            streaming.ensure_saturator(lambda: self.shared.active_streams > 0)
+        try:
+            await self.send.json({"type": "enhancement_settings_changed", "data": dict(self.shared.settings)})
+            await self.send.json({"type": "player_state", "data": _player_state(self.shared)})
+            while True:
+                frame = await self.ws.receive()
+                if frame["type"] == "websocket.disconnect":
+                    return
+                if frame.get("text") is None:
+                    await self.send.json(_error("unsupported_frame_type",
+                                                "Binary WebSocket frames are not supported; send JSON text frames"))
+                    continue
+                msg = await self.parse(frame["text"])
+                if msg is None:
+                    continue
+                kind = msg["type"]
+                if kind not in RATE_LIMIT_EXEMPT and not self.within_rate():
+                    await self.send.json(_error("rate_limit_exceeded", f"Rate limit exceeded: maximum "
+                                                f"{self.shared.opts.rate_per_s} messages per 1.0s"))
+                    continue
+                await self.dispatch(kind, msg["data"])
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            hb.cancel()
+            await self.cancel()
+            if "leak-on-disconnect" in self.inj:
+                _LEAKED.append(bytearray(b"\x01") * LEAK_BYTES)  # pages touched, so RSS grows by it
+
+    async def parse(self, raw: str) -> dict[str, Any] | None:
+        if len(raw.encode()) > MAX_MESSAGE_BYTES:
+            await self.send.json(_error("message_too_large", f"Message exceeds maximum {MAX_MESSAGE_BYTES} bytes"))
+            return None
+        try:
+            msg = json.loads(raw)
+        except json.JSONDecodeError:
+            await self.send.json(_error("invalid_json", "Message must be valid JSON"))
+            return None
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str) or \
+                not isinstance(msg.get("data", {}) or {}, dict):
+            await self.send.json(_error("validation_error", "Invalid message format or unknown message type"))
+            return None
+        return {"type": msg["type"], "data": msg.get("data") or {}}
+
+    def within_rate(self) -> bool:
+        now = time.monotonic()
+        while self.recent and now - self.recent[0] > 1.0:
+            self.recent.popleft()
+        if len(self.recent) >= self.shared.opts.rate_per_s:
+            return False
+        self.recent.append(now)
+        return True
+
+    async def heartbeat(self) -> None:
+        """JSON ping every interval; close 1001 when its pong is later than the timeout."""
+        o = self.shared.opts
+        try:
+            while True:
+                await asyncio.sleep(o.ping_interval)
+                await self.send.json({"type": "ping"})
+                self.pending_ping = time.monotonic()
+                await asyncio.sleep(o.pong_timeout + 0.01)
+                if self.pending_ping is not None:
+                    await self.ws.close(code=1001, reason="Heartbeat timeout")
+                    return
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
+
+    async def dispatch(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "ping":
+            await self.send.json({"type": "pong"})
+        elif kind == "pong":
+            self.pending_ping = None
+        elif kind == "heartbeat":
+            pass  # proves liveness; deliberately does not answer a pending ping (as Auralis)
+        elif kind in ("play_normal", "play_enhanced"):
+            await self.play(kind == "play_enhanced", data)
+        elif kind == "seek":
+            await self.seek(data)
+        elif kind == "pause":
+            self.gates.play.clear()
+            await self.send.json({"type": "playback_paused", "data": {"state": "paused"}})
+        elif kind == "resume":
+            self.gates.play.set()
+            await self.send.json({"type": "playback_resumed", "data": {"state": "playing"}})
+        elif kind == "buffer_full":
+            self.gates.flow.clear()
+        elif kind == "buffer_ready":
+            self.gates.flow.set()
+        elif kind == "stop":
+            await self.cancel()
+            await self.send.json({"type": "playback_stopped", "data": {"state": "stopped"}})
+        else:
+            await self.send.json(_error("unknown_message_type", "Unrecognised message type"))
+
+    @staticmethod
+    def _track_id(data: dict[str, Any]) -> int | None:
+        t = data.get("track_id")
+        return t if isinstance(t, int) and not isinstance(t, bool) and t > 0 else None
+
+    async def play(self, enhanced: bool, data: dict[str, Any]) -> None:
+        track_id = self._track_id(data)
+        if track_id is None:
+            await self.send.json(_error("invalid_track_id", "track_id must be a positive integer"))
+            return
+        pos = data.get("start_position", 0.0) or 0.0
+        pos = float(pos) if isinstance(pos, (int, float)) and math.isfinite(pos) and pos > 0 else 0.0
+        intensity = data.get("intensity")
+        if isinstance(intensity, bool) or not isinstance(intensity, (int, float)) or not 0 <= intensity <= 1:
+            intensity = self.shared.settings["intensity"]
+        settings = {"preset": str(data.get("preset") or self.shared.settings["preset"]), "intensity": float(intensity)}
+        self.stream_settings = settings if enhanced else {}
+        await self.start(track_id, enhanced, pos, is_seek=pos > 0, **settings)
+
+    async def seek(self, data: dict[str, Any]) -> None:
+        track_id = self._track_id(data)
+        if track_id is None:
+            await self.send.json(_error("invalid_track_id", "track_id must be a positive integer"))
+            return
+        pos = data.get("position", 0)
+        if isinstance(pos, bool) or not isinstance(pos, (int, float)) or not math.isfinite(pos) or pos < 0:
+            await self.send.json(_error("invalid_seek_position", "position must be a non-negative number"))
+            return
+        await self.cancel()
+        await self.send.json({"type": "seek_started", "data": {"track_id": track_id, "position": pos}})
+        # Auralis picks the seek's path from the global enhancement switch; the
+        # reference keeps the path of the stream being sought, so a normal-path
+        # listener stays bit-exact. The enhanced seek path always flags is_seek,
+        # the normal one only past 0 (stream_normal.py).
+        enhanced = self.stream_type == "enhanced"
+        s = self.stream_settings or {"preset": self.shared.settings["preset"],
+                                     "intensity": self.shared.settings["intensity"]}
+        await self.start(track_id, enhanced, float(pos), is_seek=enhanced or pos > 0, **s)
+
+    async def start(self, track_id: int, enhanced: bool, pos: float, *, is_seek: bool, preset: str,
+                    intensity: float) -> None:
+        await self.cancel()
+        self.gates = streaming.Gates()  # fresh events per stream, both open (as Auralis)
+        self.stream_type = "enhanced" if enhanced else "normal"
+        self.task = asyncio.get_running_loop().create_task(
+            self.stream(track_id, enhanced, pos, is_seek, preset, intensity, self.gates))
+
+    async def stream(self, track_id: int, enhanced: bool, pos: float, is_seek: bool, preset: str,
+                     intensity: float, gates: streaming.Gates) -> None:
+        stype = "enhanced" if enhanced else "normal"
+
+        async def stream_error(message: str, code: str = "STREAMING_ERROR") -> None:
+            await self.send.json({"type": "audio_stream_error", "data": {
+                "track_id": track_id, "error": message, "code": code, "stream_type": stype}})
+
+        try:
+            await asyncio.wait_for(self.shared.slots.acquire(), self.shared.opts.acquire_timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            await stream_error("Server busy - too many active streams")
+            return
+        self.shared.active_streams += 1
+        try:
+            track = self.shared.lib.get(track_id)
+            if track is None:
+                await stream_error("Track not found")
+                return
+            audio = await asyncio.to_thread(self.shared.lib.audio, track)
+            await streaming.run_stream(self.send, track=track, audio=audio, enhanced=enhanced, position=pos,
+                                       is_seek=is_seek, gates=gates, inj=self.inj, preset=preset,
+                                       intensity=intensity, queue_frames=self.shared.opts.send_queue_frames)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the client went away mid-stream: nothing left to tell it
+        except Exception as e:  # a clean error to the client, never a silent end
+            try:
+                await stream_error(f"Audio streaming failed: {type(e).__name__}")
+            except Exception:
+                pass
+        finally:
+            self.shared.active_streams -= 1
+            self.shared.slots.release()
+
+    async def cancel(self) -> None:
+        t, self.task = self.task, None
+        if t is not None and not t.done():
+            t.cancel()
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
