@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -143,16 +143,20 @@ def ensure_saturator(active: Callable[[], bool]) -> None:
     _SATURATOR[:] = [asyncio.get_running_loop().create_task(loop())]
 
 
-def _frames(pcm: np.ndarray, *, seq0: int, base: dict[str, Any]) -> list[tuple[dict, bytes, int]]:
+def _frames(pcm: np.ndarray, *, seq0: int, base: dict[str, Any]) -> Iterator[tuple[dict, bytes, int, bool]]:
+    """(meta, payload, sample frames, last of chunk), each payload made only when
+    the queue takes it, so a stalled stream holds its chunk plus <= 4 frames."""
     flat = np.ascontiguousarray(pcm, dtype="<f4").reshape(-1)
     n = max(1, -(-flat.size // FLOATS_PER_FRAME))
-    out = []
     for i in range(n):
         part = flat[i * FLOATS_PER_FRAME:(i + 1) * FLOATS_PER_FRAME]
         meta = {"type": "audio_chunk_meta", "data": {**base, "seq": seq0 + i, "frame_index": i, "frame_count": n,
                                                      "sample_count": int(part.size)}}
-        out.append((meta, part.tobytes(), int(part.size) // CHANNELS))
-    return out
+        yield meta, part.tobytes(), int(part.size) // CHANNELS, i == n - 1
+
+
+def frame_count(pcm: np.ndarray) -> int:
+    return max(1, -(-pcm.size // FLOATS_PER_FRAME))
 
 
 async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.ndarray, int], enhanced: bool,
@@ -201,10 +205,9 @@ async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.n
 
                 work = await asyncio.to_thread(render_all)
                 for j, w in enumerate(work):
-                    frames = _frames(w, seq0=seq, base={**base, "chunk_index": sp.chunk + j})
-                    for i, (meta, data, n) in enumerate(frames):
-                        queue.put_nowait((meta, data, n, i == len(frames) - 1, w))
-                    seq += len(frames)
+                    for meta, data, n, last in _frames(w, seq0=seq, base={**base, "chunk_index": sp.chunk + j}):
+                        queue.put_nowait((meta, data, n, last, w))
+                    seq += frame_count(w)
             else:
                 for k in range(sp.chunk, len(chunks)):
                     await gates.wait()  # pause and flow control act between chunks only
@@ -216,10 +219,9 @@ async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.n
                             "track_id": track["id"], "error": f"Failed to process audio chunk {k}: {type(e).__name__}",
                             "code": "STREAMING_ERROR", "recovery_position": chunks[k].start / sr, "stream_type": stype}})
                         continue
-                    frames = _frames(pcm, seq0=seq, base={**base, "chunk_index": k})
-                    for i, (meta, data, n) in enumerate(frames):
-                        await queue.put((meta, data, n, i == len(frames) - 1, None))
-                    seq += len(frames)
+                    for meta, data, n, last in _frames(pcm, seq0=seq, base={**base, "chunk_index": k}):
+                        await queue.put((meta, data, n, last, None))
+                    seq += frame_count(pcm)
         except Exception as e:  # handed to the stream's task once the queue has drained
             error.append(e)
         await queue.put(None)  # not reached when cancelled: then nobody is reading
