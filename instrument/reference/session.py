@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import streaming
+from . import mastering, streaming
 from .library import Library
 
 RATE_LIMIT_EXEMPT = frozenset({"ping", "pong", "heartbeat"})
@@ -44,6 +44,8 @@ class Shared:
     injections: frozenset[str]
     slots: asyncio.Semaphore
     active_streams: int = 0
+    sessions: set["Session"] = field(default_factory=set)
+    background: set[asyncio.Task] = field(default_factory=set)
     settings: dict[str, Any] = field(default_factory=lambda: {"enabled": True, "preset": "adaptive",
                                                               "intensity": 1.0})
 
@@ -54,6 +56,18 @@ def allowed_origins(port: int | None) -> frozenset[str]:
     ports = {8765} | ({port} if port else set())
     return frozenset(f"{scheme}://{host}:{p}" for scheme in ("http", "https", "ws", "wss")
                      for host in ("localhost", "127.0.0.1") for p in ports) | {"file://"}
+
+
+def recommendation(lib: Library, track: dict[str, Any]) -> dict[str, Any]:
+    """A mastering_recommendation payload shaped like Auralis's
+    MasteringRecommendation.to_response, from the track's first 15 s."""
+    x, sr = lib.audio(track)
+    gain_db, tilt = mastering.chunk_params(x[: int(15 * sr)], sr)
+    return {"primary_profile_id": "reference-adaptive", "primary_profile_name": "Reference adaptive",
+            "confidence_score": 0.8, "predicted_loudness_change": round(gain_db, 2), "predicted_crest_change": 0.0,
+            "predicted_centroid_change": round(tilt * 1000.0, 1), "reasoning": "per-chunk gain and tilt",
+            "created": datetime.datetime.now().isoformat(), "alternative_profiles": [], "track_id": track["id"],
+            "is_hybrid": False, "weighted_profiles": []}
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
@@ -94,6 +108,7 @@ class Session:
         return True
 
     async def run(self) -> None:
+        self.shared.sessions.add(self)
         hb = asyncio.get_running_loop().create_task(self.heartbeat())
         if "loop-saturation" in self.inj:
             streaming.ensure_saturator(lambda: self.shared.active_streams > 0)
@@ -120,6 +135,7 @@ class Session:
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
         finally:
+            self.shared.sessions.discard(self)
             hb.cancel()
             await self.cancel()
             if "leak-on-disconnect" in self.inj:
@@ -209,6 +225,33 @@ class Session:
         settings = {"preset": str(data.get("preset") or self.shared.settings["preset"]), "intensity": float(intensity)}
         self.stream_settings = settings if enhanced else {}
         await self.start(track_id, enhanced, pos, is_seek=pos > 0, **settings)
+        # as Auralis: every play broadcasts a recommendation to EVERY client,
+        # so it lands between other streams' meta/frame pairs
+        t = asyncio.get_running_loop().create_task(self.broadcast_recommendation(track_id))
+        self.shared.background.add(t)
+        t.add_done_callback(self.shared.background.discard)
+
+    async def broadcast_recommendation(self, track_id: int) -> None:
+        track = self.shared.lib.get(track_id)
+        if track is None:
+            return
+        try:
+            data = await asyncio.to_thread(recommendation, self.shared.lib, track)
+        except Exception:
+            return  # optional, as in Auralis: never fails playback
+        msg = {"type": "mastering_recommendation", "data": data}
+        # one task per recipient: a reader stalled under backpressure delays
+        # only its own copy (a send is never cancelled halfway through a frame)
+        for other in list(self.shared.sessions):
+            t = asyncio.get_running_loop().create_task(other.send_quietly(msg))
+            self.shared.background.add(t)
+            t.add_done_callback(self.shared.background.discard)
+
+    async def send_quietly(self, msg: dict[str, Any]) -> None:
+        try:
+            await self.send.json(msg)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
 
     async def seek(self, data: dict[str, Any]) -> None:
         track_id = self._track_id(data)

@@ -181,10 +181,10 @@ class Client:
                     time.sleep(read_delay)
                 continue
             t, d = msg.get("type"), msg.get("data") or {}
+            assert last_meta is None, f"{t} arrived between a meta and its frame"
             if t == "audio_stream_start":
                 s.start, epoch = d, d["stream_epoch"]
             elif t == "audio_chunk_meta":
-                assert last_meta is None, "meta without its binary frame"
                 last_meta = d
                 if d.get("stream_epoch") == epoch:
                     s.metas.append(d)

@@ -95,6 +95,21 @@ def test_enhanced_geometry_and_continuous_joins(env, client):
     assert jump[near].max() <= jump[~near].max()
 
 
+def test_every_play_broadcasts_a_recommendation_between_pairs(env):
+    srv = env[0]
+    listener, player = Client(srv), Client(srv)
+    try:
+        listener.stream("play_enhanced", {"track_id": 1}, stop_after_frames=1)
+        player.send("play_normal", {"track_id": 2})
+        s = listener.stream("play_enhanced", {"track_id": 1})  # a meta/frame pair is never split
+        recs = [m["data"] for m in s.other if m["type"] == "mastering_recommendation"]
+        assert {r["track_id"] for r in recs} >= {2}
+        assert {"confidence_score", "predicted_loudness_change", "is_hybrid"} <= set(recs[0])
+    finally:
+        listener.close()
+        player.close()
+
+
 def test_seek_starts_a_new_epoch_where_auralis_does(env, client):
     _, src, _ = env
     first = client.stream("play_normal", {"track_id": 1}, stop_after_frames=2)
