@@ -18,26 +18,10 @@ from pydantic import BaseModel
 
 from .injections import parse_injections
 from .library import Library, ScanError
-from .session import Options, Session, Shared
-
-_ENV = {"ping_interval": ("EARSHOT_REF_PING_INTERVAL", float), "pong_timeout": ("EARSHOT_REF_PONG_TIMEOUT", float),
-        "max_streams": ("EARSHOT_REF_MAX_STREAMS", int), "acquire_timeout": ("EARSHOT_REF_ACQUIRE_TIMEOUT", float)}
-
+from .session import Options, Session, Shared, options_from_env
 
 class ScanRequest(BaseModel):
     directories: list[str]
-
-
-def options_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
-    env = os.environ if env is None else env
-    out: dict[str, Any] = {}
-    for key, (name, kind) in _ENV.items():
-        if env.get(name):
-            try:
-                out[key] = kind(env[name])
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {env[name]!r}") from None
-    return out
 
 
 def create_app(injections: frozenset[str] = frozenset(), options: dict[str, Any] | None = None) -> FastAPI:

@@ -8,6 +8,7 @@ import asyncio
 import datetime
 import json
 import math
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,6 +34,22 @@ class Options:
     max_streams: int = 10
     acquire_timeout: float = 5.0  # Auralis's STREAM_ACQUIRE_TIMEOUT_SECONDS
     send_queue_frames: int = streaming.SEND_QUEUE_FRAMES
+
+
+_ENV = {"ping_interval": ("EARSHOT_REF_PING_INTERVAL", float), "pong_timeout": ("EARSHOT_REF_PONG_TIMEOUT", float),
+        "max_streams": ("EARSHOT_REF_MAX_STREAMS", int), "acquire_timeout": ("EARSHOT_REF_ACQUIRE_TIMEOUT", float)}
+
+
+def options_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if env is None else env
+    out: dict[str, Any] = {}
+    for key, (name, kind) in _ENV.items():
+        if env.get(name):
+            try:
+                out[key] = kind(env[name])
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {env[name]!r}") from None
+    return out
 
 
 @dataclass

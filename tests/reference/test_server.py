@@ -4,7 +4,6 @@ stream geometry read from the metas, bit-exact normal path, continuous
 enhanced joins, seek/stop/pause, heartbeat, rate limit, origin policy."""
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
