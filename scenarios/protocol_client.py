@@ -56,6 +56,10 @@ class RateLimiter:
             time.sleep((1 - self.tokens) / self.rate)
 
 
+def _position(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else 0.0
+
+
 def _positive_int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10_000_000 else None
 
@@ -288,8 +292,9 @@ class AuralisSession:
             "connection": self.conn_id, "track_id": data.get("track_id"), "track_name": track.get("name"),
             "source": track.get("file"), "stream_type": data.get("stream_type"), "stream_epoch": epoch,
             "is_seek": is_seek, "request": self.play_request, "request_t": self.play_sent_t,
-            "start_position": (self.play_request or {}).get("data", {}).get("start_position")
-            or (self.play_request or {}).get("data", {}).get("position") or 0.0,
+            # where the audio starts is what the server says it streams, not what
+            # this client last asked for: during rapid seeks they differ
+            "start_position": _position(data.get("seek_position")) if is_seek else 0.0,
             "compression": self.compression, "extensions": self.ws.extensions if self.ws else [],
         }
         rate, channels = _positive_int(data.get("sample_rate")), _positive_int(data.get("channels"))

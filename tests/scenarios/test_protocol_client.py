@@ -101,3 +101,15 @@ def test_rate_limit_keeps_commands_under_ten_per_second(tmp_path):
         s.send("pause")
     # burst of 4, then 8/s: 12 commands take at least one second
     assert time.monotonic() - t0 >= 0.9
+
+
+def test_stream_start_position_comes_from_the_server_not_the_last_request(tmp_path):
+    """During rapid seeks the client's latest request is not the stream that
+    arrives: the recorded position must be the server's seek_position."""
+    s = session(tmp_path, [start(epoch=3, track_id=1, is_seek=True, seek_position=33.25, start_chunk=2),
+                           meta(0, epoch=3), pcm(8).tobytes(), end(4)])
+    s.play_request = {"type": "seek", "data": {"track_id": 2, "position": 7.53}}
+    run(s)
+    (st,) = list_streams(tmp_path)
+    assert st.summary["start_position"] == 33.25
+    assert st.summary["track_id"] == 1
