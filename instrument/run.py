@@ -258,6 +258,7 @@ def execute(args: argparse.Namespace) -> int:
         if load_sampler:
             load_sampler.stop()
             load_sampler = None
+        run.doc["ws_extensions"] = _negotiated_extensions(run.dir)
         # -- post-load checks -------------------------------------------------
         if target_proc.alive() and run.scenario.checks:
             from . import checks
@@ -286,7 +287,8 @@ def execute(args: argparse.Namespace) -> int:
                 load_sampler.stop()
             if target_proc is not None:
                 was_alive = target_proc.alive()
-                rc = target_proc.stop(grace_s=15.0)
+                # profiles and the last tracemalloc snapshot are written at shutdown
+                rc = target_proc.stop(grace_s=60.0 if (args.profile != "none" or args.trace_memory) else 15.0)
                 run.doc["target"]["exit_code"] = rc
                 if not was_alive and run.doc.get("status") == "running":
                     _invalid(run, f"target died mid-run (exit code {rc})")
@@ -429,6 +431,21 @@ def _agent_info(run_dir: Path) -> dict[str, Any]:
         state = "absent" if not dsp.get("present") else ("stand-in" if "shared/lab" in f or f.endswith("lab/auralis_dsp.py") else "native")
         info["dsp_state"] = state
     return info
+
+
+def _negotiated_extensions(run_dir: Path) -> dict[str, int]:
+    """WebSocket extensions the server accepted, per connection (counted)."""
+    from collections import Counter
+
+    from analysis.rundir import iter_jsonl
+
+    seen: Counter[str] = Counter()
+    for p in (run_dir / "load" / "connections").glob("*.jsonl"):
+        for e in iter_jsonl(p):
+            if e.get("kind") == "connected":
+                seen["; ".join(e.get("extensions") or []) or "none"] += 1
+                break
+    return dict(seen)
 
 
 def _target_tools(python: str, args: argparse.Namespace) -> list[Path]:

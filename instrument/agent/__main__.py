@@ -14,6 +14,7 @@ import importlib
 import ipaddress
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -162,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
             if monitor is not None:
                 monitor.close()
 
+    # uvicorn re-raises the SIGTERM it handled once it has shut down, with the
+    # handlers it found installed; with the default ones that kills us before the
+    # profiles and the last tracemalloc snapshot are written
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         loop.run_until_complete(serve())
     finally:
