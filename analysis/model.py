@@ -63,12 +63,16 @@ class Location:
     def has_code(self) -> bool:
         return bool(self.file and self.line_start)
 
+    def code_span(self) -> str:
+        """`file:line` or `file:start-end`, the audit's form."""
+        span = f"{self.line_start}"
+        if self.line_end and self.line_end != self.line_start:
+            span += f"-{self.line_end}"
+        return f"{self.file}:{span}"
+
     def render(self) -> str:
         if self.has_code:
-            span = f"{self.line_start}"
-            if self.line_end and self.line_end != self.line_start:
-                span += f"-{self.line_end}"
-            where = f"{self.file}:{span}"
+            where = self.code_span()
             return f"{where} ({self.function})" if self.function else where
         parts = []
         if self.scenario:

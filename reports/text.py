@@ -11,10 +11,7 @@ def location_md(loc: Location) -> str:
     """`file:line-range` in backticks (the audit's form), plus the function;
     where no code location is known, where the defect was observed."""
     if loc.has_code:
-        span = f"{loc.line_start}"
-        if loc.line_end and loc.line_end != loc.line_start:
-            span += f"-{loc.line_end}"
-        out = f"`{loc.file}:{span}`"
+        out = f"`{loc.code_span()}`"
         return f"{out} (`{loc.function}`)" if loc.function else out
     return loc.render()
 
