@@ -28,7 +28,7 @@ def sleep_line() -> int:
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("clean") / "run"
-    r = run_cli("--scenario", "concurrent-tracks", "--duration", "20", "--out", str(out))
+    r = run_cli("--scenario", "concurrent-tracks", "--duration", "12", "--out", str(out))
     assert "VERDICT" in r.stdout, r.stdout + r.stderr
     return out
 
@@ -55,7 +55,7 @@ def test_blocking_send_is_attributed_to_its_file_and_line(tmp_path):
 
 def test_leak_on_disconnect_slope_within_25_percent(tmp_path):
     out = tmp_path / "run"
-    r = run_cli("--scenario", "disconnect-storm", "--duration", "30", "--inject", "leak-on-disconnect",
+    r = run_cli("--scenario", "disconnect-storm", "--duration", "12", "--inject", "leak-on-disconnect",
                 "--out", str(out))
     assert "VERDICT" in r.stdout, r.stdout + r.stderr
     leak = [f for f in findings_of(out) if f.kind == "rss_leak"]
@@ -66,7 +66,7 @@ def test_leak_on_disconnect_slope_within_25_percent(tmp_path):
 
 def test_saturation_names_the_busy_frame_and_no_stall(tmp_path):
     out = tmp_path / "run"
-    r = run_cli("--scenario", "slow-client", "--duration", "20", "--inject", "loop-saturation", "--out", str(out))
+    r = run_cli("--scenario", "slow-client", "--duration", "12", "--inject", "loop-saturation", "--out", str(out))
     assert "VERDICT" in r.stdout, r.stdout + r.stderr
     found = findings_of(out)
     sat = [f for f in found if f.kind == "loop_saturation"]
