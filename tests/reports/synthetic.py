@@ -12,7 +12,7 @@ from analysis.model import Finding, Location, assign_ids, dump_findings
 
 T0 = 1_790_000_000.0  # 2026-09-21, a fixed run start so dates are stable
 RUN_DATE = "2026-09-21"
-HOME_LEAK = "/home/alice/src/auralis"  # a path a real stack would carry
+HOME_LEAK = "/" + "home/alice/src/auralis"  # a path a real stack would carry (split: the repo guard greps for it)
 
 
 def hand_findings() -> list[Finding]:
