@@ -147,9 +147,41 @@ def locate_change(x: np.ndarray, s: np.ndarray, lo: int, hi: int, lag1: int, lag
     return lo + k, float(10 * np.log10((single + _TINY) / (cost[k] + _TINY)))
 
 
+def step_improvement(x: np.ndarray, s: np.ndarray, k: int, lag1: int, lag2: int, *, taps: int = 9,
+                     half: int = 1024, search: int = 4) -> float:
+    """dB by which "lag1 before frame k, lag2 from k on, through one shared
+    FIR" explains x[k-half:k+half] better than either lag alone (also one
+    FIR). A real drop or repeat is a step: the same processing, shifted. A
+    processed stream whose phase response drifts (an EQ ramp under a sweep)
+    has no step: locally one fractional lag explains it, and forcing a
+    whole-sample shift makes the fit worse. k is refined within +-search."""
+    h = taps // 2
+    lo = k - half - search
+    hi = k + half + search
+    if lo + min(lag1, lag2) - h < 0 or hi + max(lag1, lag2) + h > len(s) or lo < 0 or hi > len(x):
+        return 0.0
+    best = -np.inf
+    for kk in range(k - search, k + search + 1):
+        a, b = kk - half, kk + half
+        y = x[a:b].astype(np.float64)
+
+        def rows(lag: int, u: int, v: int) -> np.ndarray:
+            sp = s[u + lag - h: v + lag + h].astype(np.float64)
+            return np.lib.stride_tricks.sliding_window_view(sp, taps)[: v - u]
+
+        def err(m: np.ndarray) -> float:
+            coef, *_ = np.linalg.lstsq(m, y, rcond=None)
+            return float(np.sum((y - m @ coef) ** 2))
+
+        single = min(err(rows(lag1, a, b)), err(rows(lag2, a, b)))
+        split = err(np.vstack([rows(lag1, a, kk), rows(lag2, kk, b)]))
+        best = max(best, float(10 * np.log10((single + _TINY) / (split + _TINY))))
+    return best
+
+
 def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *, expected_offset: int = 0,
           check_s: float = 2.0, window: int = 2048, max_shift: int = 1024, min_corr: float = 0.6,
-          min_improvement_db: float = 12.0, min_sharpness: float = 5e-5) -> Alignment:
+          min_improvement_db: float = 12.0, min_step_db: float = 10.0, min_sharpness: float = 5e-5) -> Alignment:
     """Track the lag through the capture (see module docstring)."""
     xm, sm = _mono(x), _mono(source)
     start = coarse_offset(xm, sm, sr, expected_offset)
@@ -201,11 +233,24 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
         # a whole-sample change only: fractional drift comes from EQ phase
         new = lag + int(round(new_f - lag_f))
         if new != lag and abs(new_f - lag_f) >= 0.75:
-            at, gain_db = locate_change(xm, sm, prev_at, p + window, lag, new, fit_len=window)
             # a real skip makes one lag explain each side far better than
-            # either lag explains both; EQ phase drift does not
-            if gain_db >= min_improvement_db:
-                pending = (at, new, gain_db, lag_f)
+            # either lag explains both, and is a step at one frame under one
+            # and the same filter; EQ phase drift is neither. Drift can also
+            # ride on a real step (a repeat inside an EQ ramp), so the
+            # neighbouring whole-sample sizes are tried as well.
+            best = None
+            sign = 1 if new > lag else -1
+            for cand in sorted({new, new - sign, new + sign} - {lag}, key=lambda c: abs(c - new)):
+                if (cand - lag) * sign <= 0:
+                    continue
+                at, gain_db = locate_change(xm, sm, prev_at, p + window, lag, cand, fit_len=window)
+                if gain_db < min_improvement_db:
+                    continue
+                step_db = step_improvement(xm, sm, at, lag, cand)
+                if step_db >= min_step_db and (best is None or step_db > best[3]):
+                    best = (at, cand, gain_db, step_db)
+            if best is not None:
+                pending = (best[0], best[1], best[2], lag_f)
                 prev_at = p
                 continue
         lag_f = new_f

@@ -212,3 +212,30 @@ def test_length_mismatch():
     assert detect_length_mismatch(1000, SR, expected_frames=1000, declared_total=2000) == []
     d = detect_length_mismatch(990, SR, expected_frames=1000, declared_total=1000)
     assert [(x.detail["versus"], x.magnitude) for x in d] == [("source", -10.0), ("audio_stream_end", -10.0)]
+
+
+def _reference_enhanced(name: str, seconds: float = 60.0):
+    """A whole track through the reference backend's own enhanced rendering:
+    per-chunk tilt EQ ramped over each chunk's first second. On a sweep the
+    ramp moves the EQ's phase by about a sample while the sweep passes a few
+    hundred Hz, which once read as a repeated sample."""
+    from instrument.reference import geometry, mastering
+
+    gen = {"sweep": signals.log_sweep, "timecode": signals.time_coded}[name]
+    src = gen(duration_s=seconds, sr=SR)
+    chunks = geometry.plan(len(src), SR, True)
+    x = np.concatenate([mastering.render(src, SR, chunks, k) for k in range(len(chunks))])
+    b = np.cumsum([c.end - c.start for c in chunks])[:-1]
+    return src, x, b
+
+
+@pytest.mark.parametrize("name", ["sweep", "timecode"])
+def test_reference_enhanced_rendering_is_clean_and_a_repeat_in_it_is_found(name):
+    src, x, b = _reference_enhanced(name)
+    assert kinds(analyse_capture(x, SR, b, source=src).defects, "repeated_samples") == []
+    assert kinds(analyse_capture(x, SR, b, source=src).defects, "dropped_samples") == []
+    at = int(b[1]) + 9 * SR // 10  # inside the ramp, where the phase drifts
+    y = np.insert(x, at, x[at - 1:at], axis=0)
+    found = kinds(analyse_capture(y, SR, np.where(b > at, b + 1, b), source=src).defects, "repeated_samples")
+    assert len(found) == 1 and found[0].magnitude == 1, found
+    assert abs(found[0].time_s * SR - at) <= MS
