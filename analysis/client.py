@@ -228,13 +228,18 @@ def analyse_client(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
         metrics["target_cpu_mean_percent"] = round(float(np.mean(cpu)), 1)
 
     # the load generator's own health
-    ls = list(iter_jsonl(run_dir / LOAD / "loadgen_samples.jsonl"))
-    if ls:
-        t = np.array([x.get("t", 0) for x in ls], dtype=float)
-        cpu = np.array([x.get("cpu_percent", 0) or 0 for x in ls], dtype=float)
-        peak = rolling_max_mean(t, cpu)
+    # one file per Locust process (master, workers); the busiest one decides
+    peaks = []
+    for path in sorted((run_dir / LOAD).glob("loadgen_samples*.jsonl")):
+        ls = list(iter_jsonl(path))
+        if ls:
+            t = np.array([x.get("t", 0) for x in ls], dtype=float)
+            cpu = np.array([x.get("cpu_percent", 0) or 0 for x in ls], dtype=float)
+            peaks.append(rolling_max_mean(t, cpu))
+    if peaks:
+        peak = max(p for p in peaks if p is not None)
         metrics["loadgen_cpu_max_percent"] = peak
-        metrics["loadgen_saturated"] = int(bool(peak is not None and peak >= LOADGEN_SATURATED_PERCENT))
+        metrics["loadgen_saturated"] = int(peak >= LOADGEN_SATURATED_PERCENT)
     metrics["samples"] = samples
     return findings, metrics
 

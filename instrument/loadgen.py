@@ -29,9 +29,6 @@ class LoadRun:
     started: float = 0.0
     duration_s: float = 0.0
 
-    def alive(self) -> bool:
-        return any(p.alive() for p in self.procs[:1])
-
     def stop(self) -> None:
         for p in reversed(self.procs):
             p.stop(grace_s=8.0)

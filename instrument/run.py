@@ -24,6 +24,7 @@ from scenarios import catalogue
 
 from . import loadgen
 from .procs import OwnedProcess, free_port, port_in_use, stop_all, wait_for_health
+from .sampler import ProcessSampler
 from .targets import DEFAULT_STANDIN, PROJECT_ROOT, TargetError, auralis_target, reference_target
 
 EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
@@ -178,7 +179,8 @@ def execute(args: argparse.Namespace) -> int:
     run.save()
     t_start = time.monotonic()
     target_proc: OwnedProcess | None = None
-    sampler = load_sampler = None
+    sampler = None
+    load_samplers: list[ProcessSampler] = []
     load: loadgen.LoadRun | None = None
     console = sys.stderr
     try:
@@ -217,7 +219,7 @@ def execute(args: argparse.Namespace) -> int:
         run.doc["target"].update(_agent_info(run.dir))
         if monitor_port:
             print(f"aiomonitor: attach with `python -m aiomonitor.cli -H 127.0.0.1 -p {monitor_port}`", file=console)
-        sampler = _sampler(target_proc.pid, run.dir / "samples.jsonl")
+        sampler = ProcessSampler(target_proc.pid, run.dir / "samples.jsonl").start()
         # -- library ----------------------------------------------------------
         t0 = time.monotonic()
         try:
@@ -237,8 +239,12 @@ def execute(args: argparse.Namespace) -> int:
         load = loadgen.start(run.dir, base_url=base_url, config_path=cfg, users=run.users,
                              spawn_rate=args.spawn_rate or run.scenario.spawn_rate, duration_s=run.duration,
                              workers=args.locust_workers, env=env_for_loadgen())
-        load_sampler = _sampler(load.procs[0].pid, run.dir / "load" / "loadgen_samples.jsonl",
-                                extra_pids=[p.pid for p in load.procs[1:]])
+        # every Locust process separately: one saturated worker invalidates its timings
+        # (master first, then workers named like their logs: loadgen_samples-worker-0.jsonl)
+        load_samplers = [ProcessSampler(p.pid, run.dir / "load" /
+                                        ("loadgen_samples.jsonl" if i == 0 else f"loadgen_samples-worker-{i - 1}.jsonl")
+                                        ).start()
+                         for i, p in enumerate(load.procs)]
         from .progress import Progress
 
         with Progress(run.dir, run.duration, quiet=args.quiet) as prog:
@@ -255,19 +261,19 @@ def execute(args: argparse.Namespace) -> int:
         elif outcome == "timeout":
             _invalid(run, "load generator did not finish in time")
         load.stop()
-        if load_sampler:
-            load_sampler.stop()
-            load_sampler = None
+        for s in load_samplers:
+            s.stop()
+        load_samplers = []
         run.doc["ws_extensions"] = _negotiated_extensions(run.dir)
         # -- post-load checks -------------------------------------------------
         if target_proc.alive() and run.scenario.checks:
             from . import checks
 
             run.doc["checks"] = checks.run_checks(run.scenario.checks, base_url=base_url, run_dir=run.dir,
-                                                  tracks=tracks, compression=args.ws_compression == "on")
+                                                  tracks=tracks, compression=args.ws_compression == "on",
+                                                  home=home, target_kind=run.target.name)
     except KeyboardInterrupt:
         _invalid(run, "interrupted (Ctrl-C)")
-        run.doc["status"] = "invalid"
         print("\ninterrupted: stopping the target and reporting what was captured", file=console)
     except RunError as e:
         _invalid(run, str(e).splitlines()[0])
@@ -283,8 +289,8 @@ def execute(args: argparse.Namespace) -> int:
         with _ignore_interrupts():
             if load is not None:
                 load.stop()
-            if load_sampler:
-                load_sampler.stop()
+            for s in load_samplers:
+                s.stop()
             if target_proc is not None:
                 was_alive = target_proc.alive()
                 # profiles and the last tracemalloc snapshot are written at shutdown
@@ -466,19 +472,6 @@ def env_for_loadgen() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_TOKEN", "GH_TOKEN"))}
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def _sampler(pid: int, out: Path, extra_pids: list[int] | None = None):
-    try:
-        from .sampler import ProcessSampler
-    except ImportError:
-        return None
-    try:
-        s = ProcessSampler(pid, out)
-    except Exception:
-        return None
-    s.start()
-    return s
 
 
 class _ignore_interrupts:

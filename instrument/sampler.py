@@ -14,7 +14,10 @@ import psutil
 
 class ProcessSampler:
     def __init__(self, pid: int, out_path: Path, hz: float = 5.0, uss_every: int = 5):
-        self.proc = psutil.Process(pid)
+        try:
+            self.proc: psutil.Process | None = psutil.Process(pid)
+        except psutil.NoSuchProcess:  # died before sampling began: nothing to record
+            self.proc = None
         self.out_path = Path(out_path)
         self.period = 1.0 / hz
         self.uss_every = uss_every  # USS reads /proc/<pid>/smaps: costly on a big process, so less often
@@ -44,6 +47,8 @@ class ProcessSampler:
         return out
 
     def _run(self) -> None:
+        if self.proc is None:
+            return
         n = 0
         with open(self.out_path, "a", encoding="utf-8", buffering=1) as fh:
             while not self._stop.is_set():
