@@ -10,7 +10,8 @@ from typing import Any, Callable
 from scenarios.protocol_client import AuralisSession, ClientProfile
 
 
-def recovery(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool) -> dict[str, Any]:
+def recovery(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool,
+             **_: Any) -> dict[str, Any]:
     """After a storm, a fresh client must get a whole stream. Memory and task
     recovery are judged from samples.jsonl and agent/tasks.jsonl by analysis,
     using the time window recorded here."""
@@ -36,6 +37,10 @@ def recovery(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], comp
     return res
 
 
+# Every check is called with keyword arguments: base_url, run_dir, tracks (the
+# run's track manifest), compression (bool), home (the target's fresh $HOME:
+# its library is home/"Music"), target_kind ("reference" or "auralis"); a
+# check takes what it needs and **_ for the rest.
 CHECKS: dict[str, Callable[..., dict[str, Any]]] = {"recovery": recovery}
 
 

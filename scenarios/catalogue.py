@@ -92,7 +92,7 @@ SCENARIOS: dict[str, Scenario] = {
             "seeks and browsing, then recovery and dynamic checks",
             {"Listener": 2, "EnhancedListener": 2, "SlowListener": 1, "Disconnector": 2, "Seeker": 1, "Browser": 2},
             duration_s=90,
-            checks=("recovery", "contract"),
+            checks=("recovery", "openapi", "origins", "bad_files", "ws_contract", "isolation", "socket_input"),
         ),
     ]
 }
