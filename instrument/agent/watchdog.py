@@ -66,6 +66,11 @@ class LoopWatchdog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._path_cache: dict[str, tuple[bool, str]] = {}
         self._wall_offset = time.time() - time.perf_counter()
+        # run-queue wait of the loop thread (Linux schedstat): a stall during
+        # which the thread was runnable but got no CPU is the machine's, not
+        # the target's (a noisy CI box, an overloaded load generator)
+        self._schedstat_fd: int | None = None
+        self._waits: collections.deque[tuple[float, int]] = collections.deque(maxlen=1024)
 
     # -- GC ---------------------------------------------------------------------
     def install_gc_callbacks(self) -> None:
@@ -91,6 +96,10 @@ class LoopWatchdog:
         """Call from inside the running loop."""
         self._loop = loop
         self.loop_tid = threading.get_ident()
+        try:
+            self._schedstat_fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
+        except OSError:
+            self._schedstat_fd = None
         try:
             self.loop_cpu_clock = time.pthread_getcpuclockid(self.loop_tid)
         except (AttributeError, OSError):
@@ -124,6 +133,24 @@ class LoopWatchdog:
                 self.log.write("tasks", {"t": now + self._wall_offset, "tasks": len(asyncio.all_tasks(loop))})
 
     # -- the watchdog thread -----------------------------------------------------
+    def _runq_wait_ns(self) -> int | None:
+        """Nanoseconds the loop thread has spent runnable but waiting for a CPU."""
+        if self._schedstat_fd is None:
+            return None
+        try:
+            return int(os.pread(self._schedstat_fd, 64, 0).split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _wait_before(self, t: float) -> int | None:
+        """The last run-queue reading taken at or before t."""
+        best = None
+        for when, w in self._waits:
+            if when > t:
+                break
+            best = w
+        return best
+
     def _cpu(self) -> float | None:
         if self.loop_cpu_clock is None:
             return None
@@ -143,13 +170,17 @@ class LoopWatchdog:
         while not self._stop.wait(poll):
             now = time.perf_counter()
             beat = self.last_beat
+            wait_ns = self._runq_wait_ns()
+            if wait_ns is not None:
+                self._waits.append((now, wait_ns))
             overdue = now - (beat + self.interval)
             if stall is None and overdue > self.threshold:
                 stall = {"expected": beat + self.interval, "beat": beat, "stacks": [], "cpu0": self.last_beat_cpu,
-                         "deep_taken": False, "dumped": False}
+                         "deep_taken": False, "dumped": False, "wait0": self._wait_before(beat + self.interval)}
                 self._take_stack(stall, now)
             elif stall is not None:
                 if beat != stall["beat"]:  # the loop came back
+                    stall["wait1"] = wait_ns
                     self._emit_stall(stall, beat)
                     stall = None
                 else:
@@ -259,9 +290,13 @@ class LoopWatchdog:
                 f["own"] = own
                 if own:
                     f["file"] = rel
+        w0, w1 = stall.get("wait0"), stall.get("wait1")
+        runq_ms = round((w1 - w0) / 1e6, 2) if w0 is not None and w1 is not None else None
         self.log.write("stalls", {
             "t": start + self._wall_offset, "duration_ms": round(dur_ms, 2), "location": loc, "stacks": stacks,
             "gc_ms": round(gc_ms, 2), "cpu_ms": round(cpu_ms, 2),
+            # time the loop thread was runnable but not running (no CPU for it)
+            "runq_wait_ms": runq_ms,
             # CPU time of the loop thread close to the wall time: computing; far below: waiting (sleep, I/O, lock)
             "cpu_bound": bool(cpu_ms >= 0.6 * span_ms),
             "threshold_ms": self.threshold * 1000,
