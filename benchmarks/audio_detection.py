@@ -101,8 +101,8 @@ def injected(kind: str, mag: float, name: str, rng: np.random.Generator):
 
 
 PLAN = [  # detector, signals, magnitudes, unit
-    ("dropped_samples", ["sine", "pink", "sweep", "timecode"], [1, 2, 5], "samples"),
-    ("repeated_samples", ["sine", "pink", "sweep", "timecode"], [1, 2, 5], "samples"),
+    ("dropped_samples", ["sine", "pink", "sweep", "timecode", "music"], [1, 2, 5], "samples"),
+    ("repeated_samples", ["sine", "pink", "sweep", "timecode", "music"], [1, 2, 5], "samples"),
     ("click", ["sine", "sweep"], [-75, -70, -65, -60, -50], "dBFS"),
     ("level_step", ["sine", "sweep", "timecode"], [0.25, 0.5, 1.0, 2.0], "dB"),
     ("level_step", ["pink", "music"], [0.5, 1.0, 2.0], "dB"),

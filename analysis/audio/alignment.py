@@ -148,40 +148,71 @@ def locate_change(x: np.ndarray, s: np.ndarray, lo: int, hi: int, lag1: int, lag
 
 
 def step_improvement(x: np.ndarray, s: np.ndarray, k: int, lag1: int, lag2: int, *, taps: int = 9,
-                     half: int = 1024, search: int = 4) -> float:
+                     half: int = 1024, search: int = 4, with_frame: bool = False):
     """dB by which "lag1 before frame k, lag2 from k on, through one shared
     FIR" explains x[k-half:k+half] better than either lag alone (also one
     FIR). A real drop or repeat is a step: the same processing, shifted. A
     processed stream whose phase response drifts (an EQ ramp under a sweep)
     has no step: locally one fractional lag explains it, and forcing a
-    whole-sample shift makes the fit worse. k is refined within +-search."""
+    whole-sample shift makes the fit worse. k is refined within +-search.
+    Least squares by normal equations (9x9): cheap enough to probe every
+    boundary."""
     h = taps // 2
     lo = k - half - search
     hi = k + half + search
     if lo + min(lag1, lag2) - h < 0 or hi + max(lag1, lag2) + h > len(s) or lo < 0 or hi > len(x):
-        return 0.0
-    best = -np.inf
+        return (0.0, k) if with_frame else 0.0
+    y = x[lo:hi].astype(np.float64)
+
+    def rows(lag: int) -> np.ndarray:
+        sp = s[lo + lag - h: hi + lag + h].astype(np.float64)
+        return np.lib.stride_tricks.sliding_window_view(sp, taps)[: hi - lo]
+
+    r1, r2 = rows(lag1), rows(lag2)
+
+    def err(G: np.ndarray, bv: np.ndarray, e: float) -> float:
+        ridge = 1e-12 * (np.trace(G) + _TINY)
+        coef = np.linalg.solve(G + ridge * np.eye(taps), bv)
+        return max(float(e - coef @ bv), 0.0)
+
+    def gram(r: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        return r[a:b].T @ r[a:b], r[a:b].T @ y[a:b]
+
+    best, at = -np.inf, k
     for kk in range(k - search, k + search + 1):
-        a, b = kk - half, kk + half
-        y = x[a:b].astype(np.float64)
+        a, b, m = kk - half - lo, kk + half - lo, kk - lo
+        e = float(y[a:b] @ y[a:b])
+        (g1a, b1a), (g1b, b1b) = gram(r1, a, m), gram(r1, m, b)
+        (g2a, b2a), (g2b, b2b) = gram(r2, a, m), gram(r2, m, b)
+        single = min(err(g1a + g1b, b1a + b1b, e), err(g2a + g2b, b2a + b2b, e))
+        split = err(g1a + g2b, b1a + b2b, e)
+        db = float(10 * np.log10((single + e * 1e-15 + _TINY) / (split + e * 1e-15 + _TINY)))
+        if db > best:
+            best, at = db, kk
+    return (best, at) if with_frame else best
 
-        def rows(lag: int, u: int, v: int) -> np.ndarray:
-            sp = s[u + lag - h: v + lag + h].astype(np.float64)
-            return np.lib.stride_tricks.sliding_window_view(sp, taps)[: v - u]
 
-        def err(m: np.ndarray) -> float:
-            coef, *_ = np.linalg.lstsq(m, y, rcond=None)
-            return float(np.sum((y - m @ coef) ** 2))
+_PROBE_SIZES = (1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6, 7, -7, 8, -8)
 
-        single = min(err(rows(lag1, a, b)), err(rows(lag2, a, b)))
-        split = err(np.vstack([rows(lag1, a, kk), rows(lag2, kk, b)]))
-        best = max(best, float(10 * np.log10((single + _TINY) / (split + _TINY))))
-    return best
+
+def _probe_boundary(xm: np.ndarray, sm: np.ndarray, bb: int, *, before: int | None = None, after: int | None = None,
+                    min_db: float) -> tuple[int, int, int, float] | None:
+    """(frame, lag before, lag after, dB) of a whole-sample step at boundary
+    bb, or None. One side's lag is known (``before`` or ``after``); the other
+    is tried at every size. Screened at the boundary frame itself (cheap),
+    refined +-4 frames for the best size."""
+    pairs = [(before, before + d) if before is not None else (after - d, after) for d in _PROBE_SIZES]
+    db0, l1, l2 = max((step_improvement(xm, sm, bb, a, b, search=0), a, b) for a, b in pairs)
+    if db0 < min_db - 6.0:
+        return None
+    db, at = step_improvement(xm, sm, bb, l1, l2, with_frame=True)
+    return (at, l1, l2, db) if db >= min_db else None
 
 
 def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *, expected_offset: int = 0,
           check_s: float = 2.0, window: int = 2048, max_shift: int = 1024, min_corr: float = 0.6,
-          min_improvement_db: float = 12.0, min_step_db: float = 10.0, min_sharpness: float = 5e-5) -> Alignment:
+          min_improvement_db: float = 12.0, min_step_db: float = 10.0, sure_step_db: float = 25.0,
+          probe_step_db: float = 5.0, min_sharpness: float = 5e-5) -> Alignment:
     """Track the lag through the capture (see module docstring)."""
     xm, sm = _mono(x), _mono(source)
     start = coarse_offset(xm, sm, sr, expected_offset)
@@ -194,11 +225,29 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
     pts.update((b - guard - window).tolist())
     pts.update((b + guard).tolist())
     pts = sorted(p for p in pts if 0 <= p <= len(xm) - window)
+    # every boundary is probed directly for a small step: where the content
+    # is too dull for a lag to be measured to the sample (a low tone) or the
+    # EQ moves the phase on both sides, a 1-sample drop still is a step
+    after = {int(v) + guard: int(v) for v in b}
     lag, lag_f = start, float(start)
     al.segments.append((0, start))
     prev_at = 0
     pending: tuple[int, int, float, float] | None = None  # a change waiting for a second opinion
+    unprobed: list[int] = []
     for p in pts:
+        if p in after and pending is None:
+            if not al.checkpoints:
+                # the lag before it is not known yet (dull opening): probed
+                # from the other side once the first sharp checkpoint fixes it
+                unprobed.append(after[p])
+            else:
+                hit = _probe_boundary(xm, sm, after[p], before=lag, min_db=probe_step_db)
+                if hit is not None:
+                    at, _, l2, db = hit
+                    al.segments.append((at, l2))
+                    al.scores.append(db)
+                    lag_f += l2 - lag
+                    lag, prev_at = l2, p
         r = estimate_lag(xm, sm, p, lag, window=window, max_shift=max_shift)
         if r is None or r[1] < min_corr or r[2] < min_sharpness:
             continue
@@ -249,12 +298,27 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
                 step_db = step_improvement(xm, sm, at, lag, cand)
                 if step_db >= min_step_db and (best is None or step_db > best[3]):
                     best = (at, cand, gain_db, step_db)
+            if best is not None and best[3] >= sure_step_db:
+                # an unmistakable step needs no second opinion: the next
+                # checkpoint may sit in a chunk whose EQ moved the phase back
+                al.segments.append((best[0], best[1]))
+                al.scores.append(best[2])
+                lag, lag_f, prev_at = best[1], new_f, p
+                continue
             if best is not None:
                 pending = (best[0], best[1], best[2], lag_f)
                 prev_at = p
                 continue
         lag_f = new_f
         prev_at = p
+    if al.checkpoints:
+        for bb in reversed(unprobed):  # latest first: each moves the start lag back
+            hit = _probe_boundary(xm, sm, bb, after=al.segments[0][1], min_db=probe_step_db)
+            if hit is not None:
+                at, l1, l2, db = hit
+                al.segments[0:1] = [(0, l1), (at, l2)]
+                al.scores.insert(0, db)
+                al.start_lag = l1
     return al
 
 
