@@ -11,6 +11,8 @@ inflate the false-alarm rate.
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import welch
+from scipy.stats import gmean
 
 from .confirm import confirm, reference_positions
 from .defect import AudioDefect
@@ -62,16 +64,35 @@ def crossfade_dip_metric(trace: np.ndarray, centers_frames: np.ndarray, *, lengt
     return best, best_c, best_l
 
 
+def spectral_flatness(x: np.ndarray, sr: int, center: int, half: int) -> float:
+    """Wiener entropy (geometric / arithmetic mean of the power spectrum, 50 Hz
+    to 16 kHz) of x's first channel around ``center``: ~0.45 for pink noise,
+    < 0.01 for tones, sweeps and simple music."""
+    mono = x[:, 0] if x.ndim == 2 else x
+    seg = mono[max(0, center - half): center + half]
+    if len(seg) < 1024:
+        return 0.0
+    f, p = welch(seg, sr, nperseg=1024)
+    p = p[(f > 50) & (f < 16000)] + 1e-30
+    return float(gmean(p) / p.mean())
+
+
 def detect_crossfade_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
                           frame_s: float = 0.01, lengths_s: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
-                          z_min: float = 6.0, excess_min_db: float = 2.0, scale_floor_db: float = 0.1,
+                          z_min: float = 6.0, excess_min_db: float = 1.5, tonal_excess_min_db: float = 3.0,
+                          noise_flatness: float = 0.1, scale_floor_db: float = 0.1,
                           n_reference: int = 100, seed: int = 0) -> list[AudioDefect]:
     """Crossfade dips around boundaries. magnitude: dip depth in dB (about
-    2.8 for a linear crossfade of uncorrelated material, measured over the
+    2.5-3 for a linear crossfade of uncorrelated material, measured over the
     middle third). With the aligned source, the source's own level trace is
-    subtracted first. excess_min_db is 2 dB because partially correlated
-    renderings (the same source, EQ'd differently) dip less than 2 dB under a
-    smooth crossfade, which is not the defect."""
+    subtracted first.
+
+    The dip must exceed the reference median by ``excess_min_db`` (1.5 dB) on
+    noise-like content (spectral flatness >= ``noise_flatness``), where the
+    defect is defined, and by ``tonal_excess_min_db`` (3 dB) on tonal content:
+    there two renderings of the same tone with different EQ phase partially
+    cancel under any crossfade (measured up to ~2.2 dB on a sweep under a
+    smooth 2 s join), which is not the defect this detector is for."""
     b = np.asarray(boundaries, dtype=np.int64)
     if not len(b):
         return []
@@ -86,6 +107,11 @@ def detect_crossfade_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sou
     pos = np.concatenate([b, refs]) // n
     m, c, L = crossfade_dip_metric(trace, pos, lengths=lengths, silence_db=-90 if source is None else -150)
     conf = confirm(m[: len(b)], m[len(b):], z_min=z_min, excess_min=excess_min_db, scale_floor=scale_floor_db)
+    for i, cf in enumerate(conf):
+        if cf.confirmed and cf.excess < tonal_excess_min_db:
+            half = int(min(L[i] * n, sr) // 2) + 512
+            if spectral_flatness(x, sr, int(c[i] * n), half) < noise_flatness:
+                cf.confirmed = False
     return [AudioDefect("crossfade_dip", float(c[i] * n / sr), i, cf.metric, "dB", cf.score, cf.false_alarm_rate,
                         {"overlap_s": float(L[i] * frame_s), "boundary_s": float(b[i] / sr),
                          "n_reference": cf.n_reference})
