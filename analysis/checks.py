@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .dynamic import bad_files, isolation, openapi, origins, socket_input, ws_contract
 from .model import Finding, Location
 from .rundir import read_json
 
@@ -29,4 +30,10 @@ def analyse_checks(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
                           f"{rec.get('expected_s') or 0:.1f} s, error {rec.get('error')}"],
                 figures={"delivered_s": rec.get("delivered_s", 0.0)}, key="recovery",
             ))
+    findings += ws_contract.analyse(checks.get("ws_contract") or {}, run.get("scenario"))
+    findings += isolation.analyse(checks.get("isolation") or {}, run.get("scenario"))
+    findings += socket_input.analyse(checks.get("socket_input") or {}, run.get("scenario"))
+    findings += openapi.analyse(checks.get("openapi") or {}, run.get("scenario"))
+    findings += origins.analyse(checks.get("origins") or {}, run.get("scenario"))
+    findings += bad_files.analyse(checks.get("bad_files") or {}, run.get("scenario"))
     return findings, metrics

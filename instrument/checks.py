@@ -9,6 +9,13 @@ from typing import Any, Callable
 
 from scenarios.protocol_client import AuralisSession, ClientProfile
 
+from .dynamic.bad_files_check import bad_files_check
+from .dynamic.openapi_check import openapi
+from .dynamic.origins_check import origins
+from .dynamic.isolation_check import isolation
+from .dynamic.socket_input_check import socket_input
+from .dynamic.ws_contract_check import ws_contract
+
 
 def recovery(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool,
              **_: Any) -> dict[str, Any]:
@@ -41,7 +48,15 @@ def recovery(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], comp
 # run's track manifest), compression (bool), home (the target's fresh $HOME:
 # its library is home/"Music"), target_kind ("reference" or "auralis"); a
 # check takes what it needs and **_ for the rest.
-CHECKS: dict[str, Callable[..., dict[str, Any]]] = {"recovery": recovery}
+CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "recovery": recovery,
+    "openapi": openapi,
+    "origins": origins,
+    "bad_files": bad_files_check,
+    "ws_contract": ws_contract,
+    "isolation": isolation,
+    "socket_input": socket_input,
+}
 
 
 def run_checks(names: tuple[str, ...], **kw: Any) -> dict[str, Any]:

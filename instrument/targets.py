@@ -119,7 +119,11 @@ def auralis_target(root: str | None, python: str | None, *, standin: Path | None
         raise TargetError(
             f"Auralis Python {python} lacks module '{missing[0]}' of auralis-web/backend/requirements.txt"
             + (f" (also: {', '.join(missing[1:])})" if len(missing) > 1 else ""))
-    extra: dict[str, str] = {}
+    # Dev mode serves /api/openapi.json, which the openapi check drives the API
+    # from. Otherwise it only adds the docs routes, widens the origin
+    # allowlists by the Vite ports 3000-3006 (the origins check probes other
+    # origins) and does not mount the built SPA: nothing a run measures.
+    extra: dict[str, str] = {"AURALIS_DEV_MODE": "1"}
     if standin is not None:
         if not (standin / "auralis_dsp.py").is_file() and not (standin / "auralis_dsp").is_dir():
             raise TargetError(f"DSP stand-in not found: {standin} has no auralis_dsp")
@@ -131,7 +135,7 @@ def auralis_target(root: str | None, python: str | None, *, standin: Path | None
         code_roots=[root_p],
         env=extra,
         report_modules=["auralis_dsp"],
-        info={"root": str(root_p), "standin": str(standin) if standin else None},
+        info={"root": str(root_p), "standin": str(standin) if standin else None, "dev_mode": True},
     )
     t.info.update(describe_checkout(root_p, str(py)))
     return t

@@ -17,14 +17,34 @@ import os
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from .injections import parse_injections
 from .library import Library, ScanError
-from .session import Options, Session, Shared, options_from_env
+from .session import Options, Session, Shared, allowed_origins, options_from_env
 
 class ScanRequest(BaseModel):
     directories: list[str]
+
+
+# Declared response schemas, so the openapi check has a contract to hold the
+# answers to (schema-violation breaks it)
+class Track(BaseModel):
+    id: int
+    title: str
+    filepath: str
+    duration: float
+    sample_rate: int
+    channels: int
+    format: str
+
+
+class TrackPage(BaseModel):
+    tracks: list[Track]
+    total: int
+    has_more: bool
 
 
 EXECUTOR_THREADS = 8
@@ -57,6 +77,20 @@ def create_app(injections: frozenset[str] = frozenset(), options: dict[str, Any]
     o = Options(**opts)
     shared = Shared(lib=Library(home), opts=o, injections=injections, slots=asyncio.Semaphore(o.max_streams))
     app = FastAPI(title="earshot reference backend", version="1", lifespan=_warm_executor)
+    if "cors-wildcard-credentials" in injections:
+        app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=True, allow_methods=["*"],
+                           allow_headers=["*"])
+    else:
+        @app.middleware("http")
+        async def origin_check(request, call_next):
+            """As Auralis's OriginCheckMiddleware: a state-changing request from
+            a page of another site runs without a CORS preflight (a "simple
+            request"), so a foreign Origin is refused before any handler."""
+            origin = (request.headers.get("origin") or "").lower()
+            if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.url.path.startswith("/api") \
+                    and origin and origin not in allowed_origins(request.url.port):
+                return JSONResponse({"detail": "Untrusted origin"}, status_code=403)
+            return await call_next(request)
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
@@ -70,14 +104,31 @@ def create_app(injections: frozenset[str] = frozenset(), options: dict[str, Any]
         except ScanError as e:
             raise HTTPException(status_code=e.status, detail=str(e)) from None
 
-    @app.get("/api/library/tracks")
-    async def tracks(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
-        return shared.lib.page(limit, offset)
+    @app.get("/api/library/tracks", response_model=TrackPage)
+    async def tracks(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> Any:
+        page = shared.lib.page(limit, offset)
+        if "schema-violation" in injections:
+            if offset > page["total"]:
+                raise IndexError("offset past the end")  # uncaught: Starlette answers a plain-text 500
+            return JSONResponse({**page, "total": str(page["total"])})  # bypasses the response model
+        return page
+
+    @app.get("/api/library/tracks/{track_id}", response_model=Track)
+    async def track(track_id: int) -> Any:
+        t = shared.lib.get(track_id)
+        if t is None:
+            if "schema-violation" in injections:
+                return JSONResponse({"error": "not_found", "message": "Track not found"}, status_code=404)
+            raise HTTPException(status_code=404, detail="Track not found")
+        return t
 
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket) -> None:
         session = Session(ws, shared)
-        if await session.admit():
+        if "cors-wildcard-credentials" in injections:
+            await ws.accept()  # any Origin, as the wildcard CORS policy
+            await session.run()
+        elif await session.admit():
             await session.run()
 
     return app

@@ -31,6 +31,34 @@ INJECTIONS: dict[str, str] = {
     "loop-saturation": "while any stream is open: ~8 ms synchronous CPU turns in saturate_loop_turn "
                        "(streaming.py) every ~2 ms, each below a 50 ms stall threshold -> loop_saturation (loop "
                        "busy > 60%) naming that function, and no loop_stall",
+    "schema-violation": "REST: GET /api/library/tracks answers `total` as a string (its declared schema says "
+                        "integer) and a plain-text 500 for an offset past the end; GET /api/library/tracks/{id} "
+                        "answers 404 as {error, message} where every other error is {detail} -> openapi check: "
+                        "api_schema_violation and api_server_error on GET /api/library/tracks, "
+                        "api_non_json_error on it, api_inconsistent_error_body naming GET /api/library/tracks/{track_id}",
+    "cors-wildcard-credentials": "CORS allow_origins=['*'] with allow_credentials=True (any Origin reflected with "
+                                 "Access-Control-Allow-Credentials: true), /ws accepts any Origin, and no Origin "
+                                 "check on state-changing REST -> origins check: cors_wildcard_credentials, "
+                                 "ws_foreign_origin_accepted and rest_foreign_origin_served",
+    "bad-file-hang": "a listed track whose file cannot be read (the bad_files check's truncated FLAC and the WAV "
+                     "that vanished after the scan) makes its stream hang: no audio_stream_start, no "
+                     "audio_stream_error, no end, its stream slot held -> bad_files check: bad_file_stream_hang "
+                     "for bad_truncated_flac.flac and bad_vanished_wav.wav, nothing else",
+    "bad-file-traceback": "the audio_stream_error for a listed track whose file cannot be read carries the Python "
+                          "traceback (file paths and line numbers) -> bad_files check: bad_file_traceback_leak for "
+                          "bad_truncated_flac.flac and bad_vanished_wav.wav, nothing else",
+    "contract-drift": "/ws: after a seek, audio_stream_end total_samples/duration count the whole track instead of "
+                      "the frames delivered; an unknown message type is answered with the undocumented error code "
+                      "'unknown_command' -> ws_contract check: ws_contract_wrong_totals (key audio_stream_end:totals) "
+                      "and ws_contract_undocumented_error_code (key error:code:unknown_command)",
+    "shared-state": "/ws: a play_enhanced preset/intensity is written into the app-wide default (so other clients' "
+                    "streams and new clients get it) and every play's mastering_recommendation goes to every "
+                    "client -> isolation check: isolation_shared_settings and isolation_broadcast",
+    "crash-on-bad-message": "/ws: a play/seek with a wrongly typed field (track_id 'abc', position 'x') silently "
+                            "kills the connection's handler: no error, and every later message on that connection "
+                            "goes unanswered while it stays open -> socket_input check: socket_input_no_reply and "
+                            "socket_input_dead_connection for track_id_string, start_position_string, "
+                            "seek_position_string",
 }
 
 

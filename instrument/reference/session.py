@@ -10,6 +10,7 @@ import json
 import math
 import os
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,17 @@ def _error(code: str, message: str) -> dict[str, Any]:
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat()}
 
 
+def _wrong_typed(kind: str, data: dict[str, Any]) -> bool:
+    """A play/seek field of the wrong JSON type (what crash-on-bad-message dies on)."""
+    if kind not in ("play_normal", "play_enhanced", "seek"):
+        return False
+    t = data.get("track_id")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, int)):
+        return True
+    return any(data.get(k) is not None and (isinstance(data[k], bool) or not isinstance(data[k], (int, float)))
+               for k in ("position", "start_position"))
+
+
 def _player_state(shared: Shared) -> dict[str, Any]:
     s = shared.settings
     return {"seq": 0, "state": "stopped", "is_playing": False, "is_paused": False, "current_track": None,
@@ -148,6 +160,9 @@ class Session:
                     await self.send.json(_error("rate_limit_exceeded", f"Rate limit exceeded: maximum "
                                                 f"{self.shared.opts.rate_per_s} messages per 1.0s"))
                     continue
+                if "crash-on-bad-message" in self.inj and _wrong_typed(kind, msg["data"]):
+                    await self.swallow_until_disconnect()
+                    return
                 await self.dispatch(kind, msg["data"])
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
@@ -222,7 +237,14 @@ class Session:
             await self.cancel()
             await self.send.json({"type": "playback_stopped", "data": {"state": "stopped"}})
         else:
-            await self.send.json(_error("unknown_message_type", "Unrecognised message type"))
+            code = "unknown_command" if "contract-drift" in self.inj else "unknown_message_type"
+            await self.send.json(_error(code, "Unrecognised message type"))
+
+    async def swallow_until_disconnect(self) -> None:
+        """crash-on-bad-message: the handler died on a bad field; the socket
+        stays open (heartbeat still runs) but nothing is answered any more."""
+        while (await self.ws.receive())["type"] != "websocket.disconnect":
+            pass
 
     @staticmethod
     def _track_id(data: dict[str, Any]) -> int | None:
@@ -241,9 +263,11 @@ class Session:
             intensity = self.shared.settings["intensity"]
         settings = {"preset": str(data.get("preset") or self.shared.settings["preset"]), "intensity": float(intensity)}
         self.stream_settings = settings if enhanced else {}
+        if enhanced and "shared-state" in self.inj:  # as Auralis #4601: the stream's choice becomes the default
+            self.shared.settings.update(settings)
         await self.start(track_id, enhanced, pos, is_seek=pos > 0, **settings)
-        # as Auralis: every play broadcasts a recommendation to EVERY client,
-        # so it lands between other streams' meta/frame pairs
+        # every play sends a recommendation, computed off the loop, so it lands
+        # between meta/frame pairs (to every client under shared-state, as Auralis)
         t = asyncio.get_running_loop().create_task(self.broadcast_recommendation(track_id))
         self.shared.background.add(t)
         t.add_done_callback(self.shared.background.discard)
@@ -259,7 +283,9 @@ class Session:
         msg = {"type": "mastering_recommendation", "data": data}
         # one task per recipient: a reader stalled under backpressure delays
         # only its own copy (a send is never cancelled halfway through a frame)
-        for other in list(self.shared.sessions):
+        # only to the client that played; shared-state sends it to every
+        # client, as Auralis does (#4542 broadcast())
+        for other in list(self.shared.sessions) if "shared-state" in self.inj else [self]:
             t = asyncio.get_running_loop().create_task(other.send_quietly(msg))
             self.shared.background.add(t)
             t.add_done_callback(self.shared.background.discard)
@@ -317,7 +343,16 @@ class Session:
             if track is None:
                 await stream_error("Track not found")
                 return
-            audio = await asyncio.to_thread(self.shared.lib.audio, track)
+            try:
+                audio = await asyncio.to_thread(self.shared.lib.audio, track)
+            except Exception as e:
+                # an unreadable or vanished file raises OSError/RuntimeError like a
+                # dropped client does below; answered here, it gets its clean error
+                if "bad-file-hang" in self.inj:
+                    await asyncio.Event().wait()  # never set: no error, no end; only a cancel frees the slot
+                await stream_error(traceback.format_exc() if "bad-file-traceback" in self.inj
+                                   else f"Audio file could not be read: {type(e).__name__}")
+                return
             await streaming.run_stream(self.send, track=track, audio=audio, enhanced=enhanced, position=pos,
                                        is_seek=is_seek, gates=gates, inj=self.inj, preset=preset,
                                        intensity=intensity, queue_frames=self.shared.opts.send_queue_frames)

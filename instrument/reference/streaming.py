@@ -255,6 +255,8 @@ async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.n
     # that; its completed branch sends the whole track's frame count, which
     # equals this except after a seek, where Auralis contradicts its own
     # contract. The reference keeps the contract.
+    # contract-drift: Auralis's completed branch after a seek (the whole track)
+    frames = total if "contract-drift" in inj and is_seek and not failed else delivered[0]
     await sender.json({"type": "audio_stream_end", "data": {
-        "track_id": track["id"], "total_samples": delivered[0], "duration": delivered[0] / sr, "stream_type": stype,
+        "track_id": track["id"], "total_samples": frames, "duration": frames / sr, "stream_type": stype,
         "reason": "errored" if failed else "completed", "stream_epoch": epoch}})
