@@ -35,7 +35,7 @@ class CaptureResult:
 
 def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
                     source_offset: int = 0, enhanced: bool | None = None, expected_frames: int | None = None,
-                    declared_total: int | None = None, seed: int = 0) -> CaptureResult:
+                    declared_total: int | None = None, length_tolerance: int = 0, seed: int = 0) -> CaptureResult:
     """x: (frames, channels) capture; boundaries: frames; source: the whole
     source track (not pre-aligned) whose frame ``source_offset`` should match
     the capture's first frame (it is verified and refined by correlation).
@@ -55,6 +55,7 @@ def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: n
             if enhanced:
                 defects += detect_passthrough(x, sr, src)
     defects += detect_length_mismatch(len(x), sr, expected_frames=expected_frames, declared_total=declared_total,
+                                      tolerance_frames=length_tolerance,
                                       channels=x.shape[1])
     defects += detect_clicks(x, sr, b, seed=seed, source=src)
     defects += detect_level_steps(x, sr, b, source=src, seed=seed)

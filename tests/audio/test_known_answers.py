@@ -214,6 +214,14 @@ def test_length_mismatch():
     assert [(x.detail["versus"], x.magnitude) for x in d] == [("source", -10.0), ("audio_stream_end", -10.0)]
 
 
+def test_length_after_a_seek_allows_one_frame_of_rounding():
+    # a seek position in seconds maps to a frame by floor or by round
+    assert detect_length_mismatch(999, SR, expected_frames=1000, tolerance_frames=1) == []
+    assert detect_length_mismatch(1001, SR, expected_frames=1000, tolerance_frames=1) == []
+    d = detect_length_mismatch(998, SR, expected_frames=1000, tolerance_frames=1)
+    assert [x.magnitude for x in d] == [-2.0]
+
+
 def _reference_enhanced(name: str, seconds: float = 60.0):
     """A whole track through the reference backend's own enhanced rendering:
     per-chunk tilt EQ ramped over each chunk's first second. On a sweep the
