@@ -347,16 +347,48 @@ class AlignedSource:
     arrays are in capture frames and come back as source frames (zeros where
     the source has none). Analysis only ever reads windows of it."""
 
-    def __init__(self, source: np.ndarray, n_frames: int, alignment: Alignment):
+    def __init__(self, source: np.ndarray, n_frames: int, alignment: Alignment, mono: np.ndarray | None = None):
         self.source = source
         self.alignment = alignment
         self.shape = (n_frames, source.shape[1])
         self.dtype = source.dtype
+        self._mono_source = mono
+        self._whole: np.ndarray | None = None
+        self._mono: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
 
+    def _pieces(self, a: int, b: int) -> list[tuple[int, int, int]]:
+        """(capture start, capture end, lag) of the constant-lag runs in [a, b)."""
+        segs = self.alignment.segments or [(0, int(self.alignment.start_lag or 0))]
+        out = []
+        for k, (s0, lag) in enumerate(segs):
+            s1 = segs[k + 1][0] if k + 1 < len(segs) else self.shape[0]
+            lo, hi = max(a, s0), min(b, s1)
+            if hi > lo:
+                out.append((lo, hi, lag))
+        return out
+
+    def _slice(self, src: np.ndarray, a: int, b: int) -> np.ndarray:
+        """src (source or its mono) over capture frames [a, b): a view when
+        one lag covers it and the source has those frames, else copies."""
+        pieces = self._pieces(a, b)
+        if len(pieces) == 1:
+            lo, hi, lag = pieces[0]
+            if lo + lag >= 0 and hi + lag <= len(src):
+                return src[lo + lag: hi + lag]
+        out = np.zeros((b - a,) + src.shape[1:], dtype=src.dtype)
+        for lo, hi, lag in pieces:
+            s0, s1 = max(lo + lag, 0), min(hi + lag, len(src))
+            if s1 > s0:
+                out[s0 - lag - a: s1 - lag - a] = src[s0:s1]
+        return out
+
     def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        if isinstance(key, slice) and key.step in (None, 1):
+            a, b, _ = key.indices(self.shape[0])
+            return self._slice(self.source, a, max(a, b))
         if isinstance(key, slice):
             a, b, _ = key.indices(self.shape[0])
             idx = np.arange(a, b)
@@ -373,8 +405,17 @@ class AlignedSource:
         return out
 
     def contiguous(self) -> np.ndarray:
-        """Whole aligned source (one gather); for the pass-through check."""
-        return self[0:self.shape[0]]
+        """Whole aligned source (a view when one lag covers it); cached."""
+        if self._whole is None:
+            self._whole = self._slice(self.source, 0, self.shape[0])
+        return self._whole
+
+    def mono(self) -> np.ndarray:
+        """The aligned mid signal (from the mono source the alignment used, when given); cached."""
+        if self._mono is None:
+            ms = self._mono_source if self._mono_source is not None else _mono(self.source)
+            self._mono = self._slice(ms, 0, self.shape[0])
+        return self._mono
 
     def start_view(self) -> np.ndarray:
         """The source from the start lag on, as a view (small later lag
@@ -383,7 +424,8 @@ class AlignedSource:
         return self.source[lag: lag + self.shape[0]]
 
 
-def aligned_source(source: np.ndarray, n_frames: int, alignment: Alignment) -> AlignedSource | None:
+def aligned_source(source: np.ndarray, n_frames: int, alignment: Alignment,
+                   mono: np.ndarray | None = None) -> AlignedSource | None:
     if alignment.start_lag is None:
         return None
-    return AlignedSource(source, n_frames, alignment)
+    return AlignedSource(source, n_frames, alignment, mono)

@@ -50,7 +50,7 @@ def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: n
         xm, sm = _mono(x), _mono(source)
         al = align(xm, sm, sr, b, expected_offset=source_offset)
         if al.start_lag is not None:
-            src = aligned_source(source, len(x), al)
+            src = aligned_source(source, len(x), al, mono=sm)
             defects += detect_drops_and_repeats(xm, sr, b, al, source=sm)
             if enhanced:
                 defects += detect_passthrough(x, sr, src)

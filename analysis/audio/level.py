@@ -131,7 +131,7 @@ def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source
     if source is not None:
         from .alignment import _mono
 
-        sm = _mono(source.contiguous() if hasattr(source, "contiguous") else np.asarray(source))
+        sm = source.mono() if hasattr(source, "mono") else _mono(np.asarray(source))
         m = gain_step_db(_mono(x), sm, np.concatenate([b, refs]), sr, window_s=window_s, guard_s=guard_s)
     else:
         m = level_step_metric(x, np.concatenate([b, refs]), sr, window_s=window_s, guard_s=guard_s)

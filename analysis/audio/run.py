@@ -132,11 +132,12 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
         check_len = ended in LENGTH_CHECKED_ENDINGS
         expected = (len(source) - offset) if (check_len and source is not None) else None
         declared = end.get("total_samples") if ended == "completed" else None
-        # a seek position travels in seconds: whether the server floors or
-        # rounds it to a frame is its business, so +-1 frame is not a defect
+        # a seek position travels in seconds: when it falls between two frames,
+        # whether the server floors or rounds it is its business (+-1 frame)
+        between = abs(float(pos or 0.0) * sr - offset) > 1e-6
         res = analyse_capture(x, sr, b, source=source, source_offset=offset, enhanced=(stype == "enhanced"),
                               expected_frames=expected, declared_total=declared,
-                              length_tolerance=1 if offset else 0)
+                              length_tolerance=1 if between else 0)
         defects = list(res.defects)
         defects += detect_format_changes(
             declared=[(start.get("sample_rate"), start.get("channels"))] if start else [],

@@ -35,14 +35,22 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
     ignored (their level is noise)."""
     c = np.asarray(centers, dtype=np.int64)
 
-    def change(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def mid(sig) -> np.ndarray:
+        # the channel sum: its band changes in dB are the channel mean's
+        if hasattr(sig, "mono"):
+            return sig.mono()
+        sig = np.asarray(sig)
+        return sig if sig.ndim == 1 else sig.sum(axis=1, dtype=np.float32)
+
+    def change(sig) -> tuple[np.ndarray, np.ndarray]:
+        sig = mid(sig)
         ok = (c - guard - window >= 0) & (c + guard + window <= len(sig))
         d = np.full((len(c), len(BAND_EDGES_HZ) - 1), np.nan)
         valid = np.zeros((len(c), len(BAND_EDGES_HZ) - 1), dtype=bool)
         if ok.any():
             cc = c[ok][:, None]
-            wb = np.asarray(sig[cc - guard - window + np.arange(window)]).mean(axis=2)
-            wa = np.asarray(sig[cc + guard + np.arange(window)]).mean(axis=2)
+            wb = sig[cc - guard - window + np.arange(window)]
+            wa = sig[cc + guard + np.arange(window)]
             eb = band_energies_db(wb, sr)
             ea = band_energies_db(wa, sr)
             d[ok] = ea - eb
