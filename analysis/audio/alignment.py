@@ -202,11 +202,17 @@ def _probe_boundary(xm: np.ndarray, sm: np.ndarray, bb: int, *, before: int | No
     is tried at every size. Screened at the boundary frame itself (cheap),
     refined +-4 frames for the best size."""
     pairs = [(before, before + d) if before is not None else (after - d, after) for d in _PROBE_SIZES]
-    db0, l1, l2 = max((step_improvement(xm, sm, bb, a, b, search=0), a, b) for a, b in pairs)
-    if db0 < min_db - 6.0:
+    # screened on a short window at the boundary frame (cheap); the two best
+    # sizes are measured on the full window, refined +-4 frames
+    screen = sorted(((step_improvement(xm, sm, bb, a, b, search=0, half=256), a, b) for a, b in pairs), reverse=True)
+    if screen[0][0] < min_db - 6.0:
         return None
-    db, at = step_improvement(xm, sm, bb, l1, l2, with_frame=True)
-    return (at, l1, l2, db) if db >= min_db else None
+    best = None
+    for _, l1, l2 in screen[:2]:
+        db, at = step_improvement(xm, sm, bb, l1, l2, with_frame=True)
+        if db >= min_db and (best is None or db > best[3]):
+            best = (at, l1, l2, db)
+    return best
 
 
 def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *, expected_offset: int = 0,
