@@ -68,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["none", "pyinstrument", "yappi"], default="none")
     p.add_argument("--monitor", action="store_true", help="start aiomonitor inside the target on loopback")
     p.add_argument("--gate", help="gate rules TOML (default: shipped rules, or the target's pyproject)")
-    p.add_argument("--baseline", help="baseline run directory or saved baseline file")
+    p.add_argument("--baseline", help="baseline run directory, directory of repeat-*/ runs, or saved baseline file")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run the scenario N times into RUN_DIR/repeat-1..N and gate them together")
+    p.add_argument("--save-baseline", metavar="FILE", help="write this run's figures (every repeat's) as a baseline file")
+    p.add_argument("--finish", metavar="RUN_DIR", help="analyse, gate and report an existing run directory again")
     p.add_argument("--no-gate", action="store_true", help="report only; verdict from findings")
     p.add_argument("--audit-dir", help="also write the audit Markdown into this folder (e.g. docs/audits)")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
@@ -174,7 +178,9 @@ def _invalid(run: Run, reason: str) -> None:
         run.doc["invalid_reason"] = reason
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
+    """One run. `analyse=False` stops after capture (repeats analyse their
+    runs afterwards, in parallel, so analysis never overlaps a measurement)."""
     run = Run(args)
     run.save()
     t_start = time.monotonic()
@@ -306,6 +312,8 @@ def execute(args: argparse.Namespace) -> int:
     run.doc["ended_at"] = _now()
     run.doc["timings"]["run_s"] = round(time.monotonic() - t_start, 3)
     run.save()
+    if not analyse:
+        return EXIT_PASS if run.doc["status"] == "ok" else EXIT_INVALID
     return finish(run.dir, gate_file=args.gate, baseline=args.baseline, no_gate=args.no_gate,
                   audit_dir=args.audit_dir, target_root=Path(run.target.info["root"]) if run.target.info.get("root") else None)
 
@@ -485,6 +493,18 @@ class _ignore_interrupts:
         return False
 
 
+def _finish_existing(args: argparse.Namespace) -> int:
+    run_dir = Path(args.finish)
+    try:
+        doc = json.loads((run_dir / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        print(f"error: {run_dir} is not a run directory (no readable run.json)", file=sys.stderr)
+        return EXIT_INVALID
+    root = (doc.get("target") or {}).get("root")
+    return finish(run_dir, gate_file=args.gate, baseline=args.baseline, no_gate=args.no_gate,
+                  audit_dir=args.audit_dir, target_root=Path(root) if root else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_scenarios:
@@ -498,12 +518,18 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in INJECTIONS.items():
             print(f"{k:<22} {v}")
         return 0
+    if args.finish:
+        return _finish_existing(args)
     if not args.scenario:
         print("error: --scenario is required (see --list-scenarios)", file=sys.stderr)
         return EXIT_INVALID
     # SIGTERM (a CI runner cancelling us) is handled like Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        if args.repeat != 1 or args.save_baseline:
+            from . import repeat  # repeats, and saving a baseline, live there
+
+            return repeat.main(args)
         if args.ws_compression == "both":
             return compare_compression(args)
         return execute(args)

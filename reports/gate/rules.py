@@ -211,6 +211,30 @@ def _table_lines(text: str, prefix: str, table: str) -> list[int]:
     return [i + 1 for i, line in enumerate(text.splitlines()) if pat.match(line)]
 
 
+def _key_line(text: str, key: str, header: int | None) -> int | None:
+    """Line of `key = ...` inside the table whose header is on line `header`
+    (up to the next header); the header line itself when not found."""
+    if header is None:
+        return None
+    lines = text.splitlines()
+    pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+    for i in range(header, len(lines)):
+        if lines[i].lstrip().startswith("["):
+            break
+        if pat.match(lines[i]):
+            return i + 1
+    return header
+
+
+def _header_line(text: str, dotted: str) -> int | None:
+    """Line of a `[a.b]` table header, allowing quoted parts and spaces."""
+    for i, line in enumerate(text.splitlines()):
+        m = re.match(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$", line)
+        if m and re.sub(r"\s*\.\s*", ".", m.group(1).replace('"', "").replace("'", "")) == dotted:
+            return i + 1
+    return None
+
+
 def _expr_line(text: str, expr: Any, after: int | None) -> int | None:
     lines = text.splitlines()
     start = (after or 1) - 1
@@ -249,7 +273,8 @@ def load_gate_text(text: str, source: str, *, section: tuple[str, ...] = ()) -> 
     known = {"rule", "check", "compare", "figures", "description"}
     for key in doc:
         if key not in known:
-            raise fail(None, f"unknown key {prefix + key!r} (known: {', '.join(sorted(known))})")
+            raise fail(_key_line(text, key, _header_line(text, prefix[:-1]) if prefix else 0) or None,
+                       f"unknown key {prefix + key!r} (known: {', '.join(sorted(known))})")
 
     cfg = GateConfig(source=source)
     for table, keys, dest in (("rule", _RULE_KEYS, cfg.rules), ("check", _CHECK_KEYS, cfg.checks)):
@@ -264,7 +289,9 @@ def load_gate_text(text: str, source: str, *, section: tuple[str, ...] = ()) -> 
             line = _expr_line(text, entry.get("expr"), header)
             extra = set(entry) - keys
             if extra:
-                raise fail(header, f"{table} #{i + 1}: unknown key(s) {', '.join(sorted(extra))} (known: {', '.join(sorted(keys))})")
+                first = min(extra, key=lambda k: _key_line(text, k, header) or 0)
+                raise fail(_key_line(text, first, header),
+                           f"{table} #{i + 1}: unknown key(s) {', '.join(sorted(extra))} (known: {', '.join(sorted(keys))})")
             if "expr" not in entry:
                 raise fail(header, f"{table} #{i + 1}: missing 'expr'")
             try:
@@ -273,10 +300,10 @@ def load_gate_text(text: str, source: str, *, section: tuple[str, ...] = ()) -> 
                 raise fail(line, f"{table} #{i + 1}: bad expr {entry['expr']!r}: {e}") from None
             severity = entry.get("severity", "error")
             if severity not in SEVERITIES:
-                raise fail(header, f"{table} #{i + 1}: severity must be one of {'/'.join(SEVERITIES)}, not {severity!r}")
+                raise fail(_key_line(text, "severity", header), f"{table} #{i + 1}: severity must be one of {'/'.join(SEVERITIES)}, not {severity!r}")
             for k, typ in (("required", bool), ("message", str), ("name", str)):
                 if k in entry and not isinstance(entry[k], typ):
-                    raise fail(header, f"{table} #{i + 1}: {k} must be a {typ.__name__}")
+                    raise fail(_key_line(text, k, header), f"{table} #{i + 1}: {k} must be a {typ.__name__}")
             dest.append(
                 Rule(
                     name=entry.get("name") or " ".join(entry["expr"].split()),
@@ -293,23 +320,30 @@ def load_gate_text(text: str, source: str, *, section: tuple[str, ...] = ()) -> 
     comp = doc.get("compare", {})
     if not isinstance(comp, dict):
         raise fail(None, f"{prefix}compare must be a table")
+    comp_line = _header_line(text, prefix + "compare")
     extra = set(comp) - _COMPARE_KEYS
     if extra:
-        raise fail(None, f"{prefix}compare: unknown key(s) {', '.join(sorted(extra))}")
+        raise fail(_key_line(text, sorted(extra)[0], comp_line), f"{prefix}compare: unknown key(s) {', '.join(sorted(extra))}")
     try:
         cfg.compare = CompareSettings(**comp)
         _validate_compare(cfg.compare)
     except (TypeError, ValueError) as e:
-        raise fail(None, f"{prefix}compare: {e}") from None
+        word = str(e).split()[0] if str(e) else ""
+        key = word if word in _COMPARE_KEYS else word.rstrip("s")  # "tolerances must be >= 0"
+        raise fail(_key_line(text, key, comp_line) if key in _COMPARE_KEYS else comp_line,
+                   f"{prefix}compare: {e}") from None
 
     figs = doc.get("figures", {})
     if not isinstance(figs, dict):
         raise fail(None, f"{prefix}figures must be a table of tables")
     for name, pol in figs.items():
+        fig_line = _header_line(text, f"{prefix}figures.{name}")
         if not isinstance(pol, dict) or set(pol) - _FIGURE_KEYS:
-            raise fail(None, f"{prefix}figures.{name}: expected a table with keys {', '.join(sorted(_FIGURE_KEYS))}")
+            bad = sorted(set(pol) - _FIGURE_KEYS) if isinstance(pol, dict) else []
+            raise fail(_key_line(text, bad[0], fig_line) if bad else fig_line,
+                       f"{prefix}figures.{name}: expected a table with keys {', '.join(sorted(_FIGURE_KEYS))}")
         if pol.get("better", "lower") not in BETTER:
-            raise fail(None, f"{prefix}figures.{name}: better must be lower|higher|none")
+            raise fail(_key_line(text, "better", fig_line), f"{prefix}figures.{name}: better must be lower|higher|none")
         cfg.figures[name] = FigurePolicy(**pol)
     return cfg
 
