@@ -23,9 +23,19 @@ MIN_CYCLES = 30
 PER_STREAM_FLOOR_MIB = 40.0
 
 
-def _regress(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray) -> dict[str, float] | None:
+def _still_growing(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray, floor_per_100: float) -> bool:
+    """A leak keeps growing; a warm-up (allocator arenas, caches, executor
+    threads, other clients' buffers filling early in a mixed scenario)
+    levels off. The later half of the cycles must show the growth too."""
+    half = t_cycles[t_cycles.size // 2:]
+    fit = _regress(half, t_vals, vals, min_cycles=MIN_CYCLES // 2)
+    return fit is None or fit["ci_low"] * 100 > floor_per_100
+
+
+def _regress(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray,
+             min_cycles: int = MIN_CYCLES) -> dict[str, float] | None:
     """Slope of vals against the cumulative cycle count at each sample time."""
-    if t_cycles.size < MIN_CYCLES or vals.size < 8:
+    if t_cycles.size < min_cycles or vals.size < 8:
         return None
     lo, hi = t_cycles[0], t_cycles[-1]
     inside = (t_vals >= lo) & (t_vals <= hi)
@@ -64,11 +74,12 @@ def analyse_memory(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     metrics["cycles"] = int(cycles.size)
     if samples and cycles.size:
         t = np.array([s["t"] for s in samples], dtype=float)
-        fit = _regress(cycles, t, np.array([s.get("rss", 0) for s in samples], dtype=float) / MIB)
+        vals = np.array([s.get("rss", 0) for s in samples], dtype=float) / MIB
+        fit = _regress(cycles, t, vals)
         if fit:
             per100 = fit["slope"] * 100
             metrics["rss_growth_mb_per_100_cycles"] = round(per100, 2)
-            if fit["ci_low"] * 100 > LEAK_FLOOR_MIB_PER_100:
+            if fit["ci_low"] * 100 > LEAK_FLOOR_MIB_PER_100 and _still_growing(cycles, t, vals, LEAK_FLOOR_MIB_PER_100):
                 findings.append(_leak("rss", fit, scenario, run_dir))
     if samples:
         per_stream = _per_stream(run_dir, samples)
@@ -78,11 +89,12 @@ def analyse_memory(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
                 findings.append(_per_stream_finding(per_stream, scenario))
     tasks = list(iter_jsonl(run_dir / AGENT / "tasks.jsonl"))
     if tasks and cycles.size:
-        fit = _regress(cycles, np.array([x["t"] for x in tasks], dtype=float),
-                       np.array([x["tasks"] for x in tasks], dtype=float))
+        tt = np.array([x["t"] for x in tasks], dtype=float)
+        tv = np.array([x["tasks"] for x in tasks], dtype=float)
+        fit = _regress(cycles, tt, tv)
         if fit:
             metrics["tasks_growth_per_100_cycles"] = round(fit["slope"] * 100, 2)
-            if fit["ci_low"] * 100 > TASK_FLOOR_PER_100:
+            if fit["ci_low"] * 100 > TASK_FLOOR_PER_100 and _still_growing(cycles, tt, tv, TASK_FLOOR_PER_100):
                 findings.append(_leak("tasks", fit, scenario, run_dir))
     return findings, metrics
 
