@@ -101,7 +101,8 @@ def second_difference_metric(x: np.ndarray, centers: np.ndarray, *, half_window:
 
 def detect_clicks(x: np.ndarray, sr: int, boundaries: np.ndarray, *, order: int = 12, window_s: float = 0.0232,
                   center_s: float = 0.0015, z_min: float = 6.0, excess_min_db: float = 8.0,
-                  n_reference: int = 120, seed: int = 0, source=None) -> list[AudioDefect]:
+                  n_reference: int = 120, min_level_dbfs: float = -80.0, seed: int = 0,
+                  source=None) -> list[AudioDefect]:
     """Clicks at chunk boundaries.
 
     Parameters
@@ -115,6 +116,10 @@ def detect_clicks(x: np.ndarray, sr: int, boundaries: np.ndarray, *, order: int 
         click (the rest of the window is the local floor)
     z_min, excess_min_db : confirmation (see confirm.confirm); excess in dB
     n_reference : non-boundary positions to compare with
+    min_level_dbfs : a discontinuity whose peak (residual or second
+        difference) is below this is not reported however much it stands
+        out: -80 dBFS is inaudible, and on multi-tone content without a
+        source such residue at a boundary is the content's own
     source : aligned source or None; when given, a confirmed boundary whose
         source shows the same discontinuity (a transient in the music) is
         dropped: it must exceed the source's metric by excess_min_db
@@ -139,6 +144,9 @@ def detect_clicks(x: np.ndarray, sr: int, boundaries: np.ndarray, *, order: int 
             best_m[better], best_a[better], best_t[better] = m[better], a[better], t[better]
         best_m[~np.isfinite(best_m)] = np.nan
         conf = confirm(best_m[: len(b)], best_m[len(b):], z_min=z_min, excess_min=excess_min_db, scale_floor=1.0)
+        for i, cf in enumerate(conf):
+            if cf.confirmed and not (best_a[i] >= 10 ** (min_level_dbfs / 20)):
+                cf.confirmed = False
         if source is not None:
             hits = [i for i, cf in enumerate(conf) if cf.confirmed]
             if hits:

@@ -135,6 +135,14 @@ def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source
         m = gain_step_db(_mono(x), sm, np.concatenate([b, refs]), sr, window_s=window_s, guard_s=guard_s)
     else:
         m = level_step_metric(x, np.concatenate([b, refs]), sr, window_s=window_s, guard_s=guard_s)
+        # without a source a step must also persist: the change over 200 ms
+        # windows must agree in sign and be at least half as large. A gain
+        # change does; a change of content (the time code's next 100 ms slot)
+        # does not. A veto only: the 50 ms metric and its references decide.
+        long_ = level_step_metric(x, b, sr, window_s=4 * window_s, guard_s=guard_s)
+        with np.errstate(invalid="ignore"):
+            fleeting = ~((np.sign(long_) == np.sign(m[: len(b)])) & (np.abs(long_) >= 0.5 * np.abs(m[: len(b)])))
+        m[: len(b)][fleeting] = np.nan
     conf = confirm(m[: len(b)], m[len(b):], z_min=z_min, excess_min=excess_min_db, scale_floor=scale_floor_db,
                    two_sided=True)
     return [AudioDefect("level_step", float(b[i] / sr), i, cf.metric, "dB", cf.score, cf.false_alarm_rate,
