@@ -45,7 +45,9 @@ def locate(window: np.ndarray, source: np.ndarray, expected: int, search: int) -
         return expected, 1.0
     seg = source[lo:hi]
     num = signal.correlate(seg, window, mode="valid", method="fft")
-    energy = np.convolve(seg * seg, np.ones(n), mode="valid")
+    # sliding energy by a running sum (a convolution with ones is O(n) per lag)
+    cs = np.concatenate([[0.0], np.cumsum(seg * seg)])
+    energy = cs[n:] - cs[:-n]
     den = np.sqrt(np.maximum(energy, 1e-20) * float(np.dot(window, window)))
     corr = num / den
     best = int(np.argmax(corr))
