@@ -20,22 +20,21 @@ def _runs(quiet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def silent_runs(x: np.ndarray, threshold: float, min_len: int) -> list[tuple[int, int]]:
     """Runs of >= min_len frames with every channel at or below threshold.
 
-    Screened on blocks of min_len // 2 frames (any such run covers at least
-    one whole block), then measured to the frame around the candidates only,
-    so the whole stream is read once."""
-    blk = max(1, min_len // 2)
-    nb = len(x) // blk
-    if nb == 0:
-        return []
-    peak = np.abs(x[: nb * blk].reshape(nb, -1)).max(axis=1)
-    cand = peak <= threshold
-    bs, be = _runs(cand)
+    Screened on every (min_len // 2)-th frame only: a quiet run of min_len
+    frames holds at least two consecutive frames of that grid, so runs of
+    quiet grid frames locate every candidate while reading a fraction of the
+    stream; candidates are then measured to the frame."""
+    step = max(1, min_len // 2)
+    grid = x[::step]
+    quiet_grid = np.all(np.abs(grid) <= threshold, axis=1) if grid.ndim == 2 else np.abs(grid) <= threshold
+    bs, be = _runs(quiet_grid)
     out = []
     for s0, e0 in zip(bs, be):
-        lo, hi = max(0, (s0 - 1) * blk), min(len(x), (e0 + 1) * blk)
-        if e0 == nb:
-            hi = len(x)
-        quiet = np.max(np.abs(x[lo:hi]), axis=1) <= threshold
+        if e0 - s0 < 2 and min_len > 1:
+            continue
+        lo, hi = max(0, (s0 - 1) * step), min(len(x), (e0 + 1) * step)
+        seg = np.abs(x[lo:hi])
+        quiet = (np.max(seg, axis=1) if seg.ndim == 2 else seg) <= threshold
         for s, e in zip(*_runs(quiet)):
             if e - s >= min_len and (not out or lo + s >= out[-1][1]):
                 out.append((int(lo + s), int(lo + e)))
