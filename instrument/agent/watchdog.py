@@ -100,6 +100,9 @@ class LoopWatchdog:
             self._schedstat_fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
         except OSError:
             self._schedstat_fd = None
+        first = self._runq_wait_ns()  # a reading from before any stall can start
+        if first is not None:
+            self._waits.append((time.perf_counter(), first))
         try:
             self.loop_cpu_clock = time.pthread_getcpuclockid(self.loop_tid)
         except (AttributeError, OSError):

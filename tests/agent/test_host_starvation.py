@@ -34,10 +34,10 @@ def _run(tmp: Path, mode: str, seconds: float, *, starve: bool) -> list[dict]:
     assert p.stdout.readline().strip() == "ready"
     hogs = []
     if starve:
-        # nice-0 spinners on the loop's only core: at nice 19 it gets ~1% of it
+        # nice-0 spinners on the loop's only core: at nice 19 it gets ~0.5% of it
         hog = "import time\nend=time.time()+%f\nwhile time.time()<end: pass\n" % (seconds + 1)
         hogs = [subprocess.Popen([sys.executable, "-c", hog], preexec_fn=lambda: os.sched_setaffinity(0, cpu))
-                for _ in range(2)]
+                for _ in range(3)]
     try:
         p.wait(timeout=seconds + 30)
     finally:
@@ -63,10 +63,15 @@ def test_blocking_loop_is_the_targets_stall(tmp_path):
 def test_starved_loop_is_the_machines_not_a_finding(tmp_path):
     t0 = time.monotonic()
     stalls = _run(tmp_path, "idle", 3.0, starve=True)
-    assert stalls, "no stall under starvation: the hogs did not take the core"
+    lag = [json.loads(line) for line in (tmp_path / "agent" / "lag.jsonl").read_text().splitlines()]
+    # the precondition: the hogs did take the core (heartbeats came late)
+    assert max(r["max_ms"] for r in lag) >= 50, lag  # the stall threshold
+    # When the whole process waits for the CPU, the loop thread may beat
+    # before the watchdog looks, and no stall is recorded at all; the ones
+    # that are recorded must be the machine's.
     host = [s for s in stalls if (s["runq_wait_ms"] or 0) >= 0.5 * s["duration_ms"]]
     assert len(host) >= 0.8 * len(stalls), stalls
     findings, metrics = analyse_loop(tmp_path)
     assert not [f for f in findings if f.kind == "loop_stall"], [f.evidence for f in findings]
-    assert metrics["loop_host_stall_count"] == len(host)
+    assert metrics.get("loop_host_stall_count", 0) == len(host)
     assert time.monotonic() - t0 < 30
