@@ -216,7 +216,7 @@ def _probe_boundary(xm: np.ndarray, sm: np.ndarray, bb: int, *, before: int | No
 
 
 def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *, expected_offset: int = 0,
-          check_s: float = 2.0, window: int = 2048, max_shift: int = 1024, min_corr: float = 0.6,
+          check_s: float = 3.0, window: int = 2048, max_shift: int = 1024, min_corr: float = 0.6,
           min_improvement_db: float = 12.0, min_step_db: float = 10.0, sure_step_db: float = 25.0,
           probe_step_db: float = 5.0, min_sharpness: float = 5e-5) -> Alignment:
     """Track the lag through the capture (see module docstring)."""

@@ -101,7 +101,7 @@ def second_difference_metric(x: np.ndarray, centers: np.ndarray, *, half_window:
 
 def detect_clicks(x: np.ndarray, sr: int, boundaries: np.ndarray, *, order: int = 12, window_s: float = 0.0232,
                   center_s: float = 0.0015, z_min: float = 6.0, excess_min_db: float = 8.0,
-                  n_reference: int = 120, min_level_dbfs: float = -80.0, seed: int = 0,
+                  n_reference: int = 80, min_level_dbfs: float = -80.0, seed: int = 0,
                   source=None) -> list[AudioDefect]:
     """Clicks at chunk boundaries.
 

@@ -124,9 +124,9 @@ def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source
     b = np.asarray(boundaries, dtype=np.int64)
     if not len(b):
         return []
-    # the source-relative metric is precise (60 references suffice) and costs
+    # the source-relative metric is precise (40 references suffice) and costs
     # a batched solve per position; the plain one is noisy and cheap
-    count = n_reference or (60 if source is not None else 120)
+    count = n_reference or (40 if source is not None else 120)
     refs = reference_positions(len(x), b, sr, count=count, seed=seed + 1)
     if source is not None:
         from .alignment import _mono
