@@ -27,6 +27,7 @@ class Library:
         self.tracks: list[dict[str, Any]] = []
         self._audio: dict[int, tuple[np.ndarray, int]] = {}
         self._lock = threading.Lock()
+        self._decoding: dict[int, threading.Lock] = {}
         if self.db.exists():
             self.tracks = json.loads(self.db.read_text())
 
@@ -81,11 +82,19 @@ class Library:
         """Decoded float32 (frames, 2), cached: every stream of a track reads the same array."""
         with self._lock:
             hit = self._audio.get(track["id"])
-        if hit is not None:
-            return hit
-        x, sr = sf.read(track["filepath"], dtype="float32", always_2d=True)
-        if x.shape[1] == 1:
-            x = np.repeat(x, 2, axis=1)
-        with self._lock:
-            self._audio[track["id"]] = (x, sr)
-        return x, sr
+            if hit is not None:
+                return hit
+            # one decode per track: two first plays at once would otherwise
+            # each decode a copy, and the freed one stays in RSS
+            decoding = self._decoding.setdefault(track["id"], threading.Lock())
+        with decoding:
+            with self._lock:
+                hit = self._audio.get(track["id"])
+            if hit is not None:
+                return hit
+            x, sr = sf.read(track["filepath"], dtype="float32", always_2d=True)
+            if x.shape[1] == 1:
+                x = np.repeat(x, 2, axis=1)
+            with self._lock:
+                self._audio[track["id"]] = (x, sr)
+            return x, sr
