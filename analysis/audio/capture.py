@@ -58,8 +58,9 @@ def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: n
                                       tolerance_frames=length_tolerance,
                                       channels=x.shape[1])
     defects += detect_clicks(x, sr, b, seed=seed, source=src)
-    defects += detect_level_steps(x, sr, b, source=src, seed=seed)
-    defects += detect_spectral_steps(x, sr, b, source=src, seed=seed)
+    # the mid signal the alignment made, reused rather than summed again
+    defects += detect_level_steps(x, sr, b, source=src, seed=seed, x_mono=xm if src is not None else None)
+    defects += detect_spectral_steps(x, sr, b, source=src, seed=seed, x_mono=xm if src is not None else None)
     defects += detect_crossfade_dips(x, sr, b, source=src, seed=seed)
     defects += detect_gaps(x, sr, b, source=src)
     defects += detect_clipping(x, sr, b, source=src)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .alignment import _mono
 from .confirm import confirm, reference_positions
 
 _TINY = 1e-20
@@ -109,7 +110,7 @@ def level_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window_s: 
 def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
                        window_s: float = 0.05, guard_s: float = 0.001, z_min: float = 6.0,
                        excess_min_db: float = 0.3, scale_floor_db: float = 0.05, n_reference: int | None = None,
-                       seed: int = 0) -> list:
+                       seed: int = 0, x_mono: np.ndarray | None = None) -> list:
     """Level steps at boundaries. magnitude: signed step in dB (after - before).
 
     Parameters
@@ -129,10 +130,9 @@ def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source
     count = n_reference or (40 if source is not None else 120)
     refs = reference_positions(len(x), b, sr, count=count, seed=seed + 1)
     if source is not None:
-        from .alignment import _mono
-
         sm = source.mono() if hasattr(source, "mono") else _mono(np.asarray(source))
-        m = gain_step_db(_mono(x), sm, np.concatenate([b, refs]), sr, window_s=window_s, guard_s=guard_s)
+        xm = _mono(x) if x_mono is None else x_mono
+        m = gain_step_db(xm, sm, np.concatenate([b, refs]), sr, window_s=window_s, guard_s=guard_s)
     else:
         m = level_step_metric(x, np.concatenate([b, refs]), sr, window_s=window_s, guard_s=guard_s)
         # without a source a step must also persist: the change over 200 ms

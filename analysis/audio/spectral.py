@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from .alignment import _mono
 from .confirm import confirm, reference_positions
 from .defect import AudioDefect
 
@@ -28,7 +29,8 @@ def band_energies_db(frames: np.ndarray, sr: int, edges_hz: np.ndarray = BAND_ED
 
 
 def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window: int = 4096, guard: int = 44,
-                         source: np.ndarray | None = None, floor_db: float = -60.0) -> tuple[np.ndarray, np.ndarray]:
+                         source: np.ndarray | None = None, floor_db: float = -60.0,
+                         x_mono: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per centre: (max |band change - median band change| in dB, worst band index).
 
     Bands more than ``floor_db`` below the loudest band on either side are
@@ -39,9 +41,7 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
         # the channel sum: its band changes in dB are the channel mean's
         if hasattr(sig, "mono"):
             return sig.mono()
-        from .alignment import _mono  # x[:, 0] + x[:, 1]: a reduce over a 2-wide axis is ~10x slower
-
-        return _mono(np.asarray(sig))
+        return _mono(np.asarray(sig))  # x[:, 0] + x[:, 1]: a reduce over a 2-wide axis is ~10x slower
 
     def change(sig) -> tuple[np.ndarray, np.ndarray]:
         sig = mid(sig)
@@ -58,7 +58,7 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
             valid[ok] = (eb > eb.max(axis=1, keepdims=True) + floor_db) & (ea > ea.max(axis=1, keepdims=True) + floor_db)
         return d, valid
 
-    d, valid = change(x)
+    d, valid = change(x if x_mono is None else x_mono)
     if source is not None:
         ds, vs = change(source)
         d, valid = d - ds, valid & vs
@@ -78,7 +78,7 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
 def detect_spectral_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
                           window_s: float = 0.0464, guard_s: float = 0.001, z_min: float = 6.0,
                           excess_min_db: float = 1.0, scale_floor_db: float = 0.2, n_reference: int = 120,
-                          seed: int = 0) -> list[AudioDefect]:
+                          seed: int = 0, x_mono: np.ndarray | None = None) -> list[AudioDefect]:
     """Spectral-shape steps at boundaries. magnitude: worst band's change
     relative to the broadband change, in dB; detail names the band."""
     b = np.asarray(boundaries, dtype=np.int64)
@@ -91,7 +91,7 @@ def detect_spectral_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sou
     # on clean music); without one, only a clearer outlier is a step
     m, band = spectral_step_metric(x, np.concatenate([b, refs]), sr, window=int(window_s * sr),
                                    guard=int(guard_s * sr), source=source,
-                                   floor_db=-30.0 if source is not None else -60.0)
+                                   floor_db=-30.0 if source is not None else -60.0, x_mono=x_mono)
     conf = confirm(m[: len(b)], m[len(b):], z_min=z_min if source is not None else max(z_min, 8.0),
                    excess_min=excess_min_db, scale_floor=scale_floor_db)
     out = []

@@ -38,32 +38,20 @@ def _run(check, env) -> dict:
     return res
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    env = _server(tmp_path_factory, "")
-    yield env
-    env[0].stop()
+def _served(inject: str):
+    """A module-scoped reference server with `inject` switched on."""
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory):
+        env = _server(tmp_path_factory, inject)
+        yield env
+        env[0].stop()
+    return fixture
 
 
-@pytest.fixture(scope="module")
-def drift(tmp_path_factory):
-    env = _server(tmp_path_factory, "contract-drift")
-    yield env
-    env[0].stop()
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    env = _server(tmp_path_factory, "shared-state")
-    yield env
-    env[0].stop()
-
-
-@pytest.fixture(scope="module")
-def crashy(tmp_path_factory):
-    env = _server(tmp_path_factory, "crash-on-bad-message")
-    yield env
-    env[0].stop()
+clean = _served("")
+drift = _served("contract-drift")
+shared = _served("shared-state")
+crashy = _served("crash-on-bad-message")
 
 
 def test_contract_file_is_valid_json_schema():
