@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.fft
 from scipy.signal import correlate
 
 from .defect import AudioDefect
@@ -44,6 +45,15 @@ def _mono(x: np.ndarray) -> np.ndarray:
     return x[:, 0] + x[:, 1] if x.shape[1] == 2 else x.mean(axis=1, dtype=np.float32)
 
 
+def _valid_correlation(ref: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """correlate(ref, seg, "valid") by one FFT of ref's own length: the valid
+    lags never wrap, so no padding to the full convolution size is needed
+    (scipy's correlate pads to len(ref) + len(seg) - 1)."""
+    n = scipy.fft.next_fast_len(len(ref), real=True)
+    spec = scipy.fft.rfft(ref, n) * np.conj(scipy.fft.rfft(seg, n))
+    return scipy.fft.irfft(spec, n)[: len(ref) - len(seg) + 1]
+
+
 def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window: int = 4096,
                  max_shift: int = 2048) -> tuple[float, float, float] | None:
     """(lag, normalised correlation, peak sharpness) of x[at:at+window] within s around
@@ -60,7 +70,7 @@ def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window
     e_seg = float(np.dot(seg, seg))
     if e_seg < 1e-12:
         return None
-    c = correlate(ref, seg, mode="valid", method="fft")
+    c = _valid_correlation(ref, seg)
     cs = np.concatenate([[0.0], np.cumsum(ref ** 2)])
     e_ref = cs[len(seg):] - cs[: len(cs) - len(seg)]
     ncc = c / np.sqrt(e_seg * np.maximum(e_ref, 1e-12))
@@ -89,15 +99,23 @@ def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window
     return lo + k - at + frac, float(ncc[k]), sharp
 
 
+def _first_loud(x: np.ndarray, threshold: float, block: int = 1 << 16) -> int | None:
+    """First frame of x over threshold; reads only as far as it needs to."""
+    for a in range(0, len(x), block):
+        hit = np.flatnonzero(np.abs(x[a: a + block]) > threshold)
+        if len(hit):
+            return a + int(hit[0])
+    return None
+
+
 def coarse_offset(x: np.ndarray, s: np.ndarray, sr: int, expected: int = 0, search_s: float = 0.5) -> int | None:
     """Source offset of the capture's first frame, searching +-search_s around
     ``expected`` from the first non-silent second of the capture, then the
     whole source if that fails."""
     xm, sm = _mono(x), _mono(s)
-    loud = np.flatnonzero(np.abs(xm) > 1e-4)
-    if not len(loud):
+    at = _first_loud(xm, 1e-4)
+    if at is None:
         return None
-    at = int(loud[0])
     win = min(sr, len(xm) - at)
     for shift in (int(search_s * sr), len(sm)):
         r = estimate_lag(xm, sm, at, expected, window=win, max_shift=shift) if shift < len(sm) else None
@@ -147,6 +165,64 @@ def locate_change(x: np.ndarray, s: np.ndarray, lo: int, hi: int, lag1: int, lag
     return lo + k, float(10 * np.log10((single + _TINY) / (cost[k] + _TINY)))
 
 
+def _step_db(x: np.ndarray, s: np.ndarray, k: int, pairs: list[tuple[int, int]], *, taps: int = 9,
+             half: int = 1024, search: int = 4) -> np.ndarray | None:
+    """dB by which each (lag1, lag2) split at frame kk explains x[kk-half:kk+half]
+    better than either lag alone, for kk in k-search..k+search: an array
+    (len(pairs), 2*search+1), or None near the ends. See step_improvement.
+
+    All pairs and split frames share one set of normal equations: the source
+    rows for every lag in play are the columns of one sliding window, and
+    their Gram matrices are summed once per block between the frames where a
+    window starts, splits or ends, so each (pair, split) costs only 9x9
+    sub-blocks and a batched solve."""
+    h = taps // 2
+    lmin = min(min(p) for p in pairs)
+    lmax = max(max(p) for p in pairs)
+    lo, hi = k - half - search, k + half + search
+    if lo + lmin - h < 0 or hi + lmax + h > len(s) or lo < 0 or hi > len(x):
+        return None
+    n = hi - lo
+    y = x[lo:hi].astype(np.float64)
+    sp = s[lo + lmin - h: hi + lmax + h].astype(np.float64)
+    rows = np.lib.stride_tricks.sliding_window_view(sp, lmax - lmin + taps)[:n]  # column c: lag lmin + c - t
+    span = np.arange(2 * search + 1)
+    cuts = np.unique(np.concatenate([span, half + span, 2 * half + span]))
+    gram = [np.zeros((rows.shape[1], rows.shape[1]))]
+    rhs = [np.zeros(rows.shape[1])]
+    energy = [0.0]
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        r = rows[a:b]
+        gram.append(gram[-1] + r.T @ r)
+        rhs.append(rhs[-1] + r.T @ y[a:b])
+        energy.append(energy[-1] + float(y[a:b] @ y[a:b]))
+    G, B, E = np.array(gram), np.array(rhs), np.array(energy)
+    at = {int(c): i for i, c in enumerate(cuts)}
+    ia = np.array([at[int(v)] for v in span])
+    im = np.array([at[int(v)] for v in half + span])
+    ib = np.array([at[int(v)] for v in 2 * half + span])
+    g_pre, g_post = G[im] - G[ia], G[ib] - G[im]  # (K, W, W)
+    b_pre, b_post = B[im] - B[ia], B[ib] - B[im]
+    e = E[ib] - E[ia]  # (K,)
+    t = np.arange(taps)
+    c1 = np.array([l1 - lmin for l1, _ in pairs])[:, None] + t  # (P, taps)
+    c2 = np.array([l2 - lmin for _, l2 in pairs])[:, None] + t
+
+    def block(g: np.ndarray, ca: np.ndarray) -> np.ndarray:  # (K, P, taps, taps)
+        return g[:, ca[:, :, None], ca[:, None, :]]
+
+    systems = np.stack([block(g_pre, c1) + block(g_post, c1),  # lag1 throughout
+                        block(g_pre, c2) + block(g_post, c2),  # lag2 throughout
+                        block(g_pre, c1) + block(g_post, c2)])  # the step
+    vectors = np.stack([b_pre[:, c1] + b_post[:, c1], b_pre[:, c2] + b_post[:, c2], b_pre[:, c1] + b_post[:, c2]])
+    ridge = 1e-12 * (np.trace(systems, axis1=-2, axis2=-1) + _TINY)
+    coef = np.linalg.solve(systems + ridge[..., None, None] * np.eye(taps), vectors[..., None])[..., 0]
+    err = np.maximum(e[None, :, None] - np.einsum("skpi,skpi->skp", coef, vectors), 0.0)  # (3, K, P)
+    floor = e[:, None] * 1e-15 + _TINY
+    db = 10 * np.log10((np.minimum(err[0], err[1]) + floor) / (err[2] + floor))
+    return db.T  # (P, K)
+
+
 def step_improvement(x: np.ndarray, s: np.ndarray, k: int, lag1: int, lag2: int, *, taps: int = 9,
                      half: int = 1024, search: int = 4, with_frame: bool = False):
     """dB by which "lag1 before frame k, lag2 from k on, through one shared
@@ -157,39 +233,11 @@ def step_improvement(x: np.ndarray, s: np.ndarray, k: int, lag1: int, lag2: int,
     whole-sample shift makes the fit worse. k is refined within +-search.
     Least squares by normal equations (9x9): cheap enough to probe every
     boundary."""
-    h = taps // 2
-    lo = k - half - search
-    hi = k + half + search
-    if lo + min(lag1, lag2) - h < 0 or hi + max(lag1, lag2) + h > len(s) or lo < 0 or hi > len(x):
+    d = _step_db(x, s, k, [(lag1, lag2)], taps=taps, half=half, search=search)
+    if d is None:
         return (0.0, k) if with_frame else 0.0
-    y = x[lo:hi].astype(np.float64)
-
-    def rows(lag: int) -> np.ndarray:
-        sp = s[lo + lag - h: hi + lag + h].astype(np.float64)
-        return np.lib.stride_tricks.sliding_window_view(sp, taps)[: hi - lo]
-
-    r1, r2 = rows(lag1), rows(lag2)
-
-    def err(G: np.ndarray, bv: np.ndarray, e: float) -> float:
-        ridge = 1e-12 * (np.trace(G) + _TINY)
-        coef = np.linalg.solve(G + ridge * np.eye(taps), bv)
-        return max(float(e - coef @ bv), 0.0)
-
-    def gram(r: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        return r[a:b].T @ r[a:b], r[a:b].T @ y[a:b]
-
-    best, at = -np.inf, k
-    for kk in range(k - search, k + search + 1):
-        a, b, m = kk - half - lo, kk + half - lo, kk - lo
-        e = float(y[a:b] @ y[a:b])
-        (g1a, b1a), (g1b, b1b) = gram(r1, a, m), gram(r1, m, b)
-        (g2a, b2a), (g2b, b2b) = gram(r2, a, m), gram(r2, m, b)
-        single = min(err(g1a + g1b, b1a + b1b, e), err(g2a + g2b, b2a + b2b, e))
-        split = err(g1a + g2b, b1a + b2b, e)
-        db = float(10 * np.log10((single + e * 1e-15 + _TINY) / (split + e * 1e-15 + _TINY)))
-        if db > best:
-            best, at = db, kk
-    return (best, at) if with_frame else best
+    i = int(np.argmax(d[0]))
+    return (float(d[0, i]), k - search + i) if with_frame else float(d[0, i])
 
 
 _PROBE_SIZES = (1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6, 7, -7, 8, -8)
@@ -199,19 +247,25 @@ def _probe_boundary(xm: np.ndarray, sm: np.ndarray, bb: int, *, before: int | No
                     min_db: float) -> tuple[int, int, int, float] | None:
     """(frame, lag before, lag after, dB) of a whole-sample step at boundary
     bb, or None. One side's lag is known (``before`` or ``after``); the other
-    is tried at every size. Screened at the boundary frame itself (cheap),
-    refined +-4 frames for the best size."""
+    is tried at every size. Screened at the boundary frame itself on a short
+    window, all sizes in one solve; the two best sizes are measured on the
+    full window, refined +-4 frames."""
     pairs = [(before, before + d) if before is not None else (after - d, after) for d in _PROBE_SIZES]
-    # screened on a short window at the boundary frame (cheap); the two best
-    # sizes are measured on the full window, refined +-4 frames
-    screen = sorted(((step_improvement(xm, sm, bb, a, b, search=0, half=256), a, b) for a, b in pairs), reverse=True)
-    if screen[0][0] < min_db - 6.0:
+    screen = _step_db(xm, sm, bb, pairs, half=256, search=0)
+    if screen is None:
+        return None
+    order = np.argsort(-screen[:, 0], kind="stable")
+    if screen[order[0], 0] < min_db - 6.0:
+        return None
+    top = [pairs[int(i)] for i in order[:2]]
+    fine = _step_db(xm, sm, bb, top, half=1024, search=4)
+    if fine is None:
         return None
     best = None
-    for _, l1, l2 in screen[:2]:
-        db, at = step_improvement(xm, sm, bb, l1, l2, with_frame=True)
-        if db >= min_db and (best is None or db > best[3]):
-            best = (at, l1, l2, db)
+    for (l1, l2), row in zip(top, fine):
+        i = int(np.argmax(row))
+        if row[i] >= min_db and (best is None or row[i] > best[3]):
+            best = (bb - 4 + i, l1, l2, float(row[i]))
     return best
 
 
