@@ -25,7 +25,8 @@ def level_trace_db(x: np.ndarray, sr: int, frame_s: float = 0.01) -> tuple[np.nd
     n = max(1, int(frame_s * sr))
     m = len(x) // n
     xr = np.ascontiguousarray(x[: m * n]).reshape(m, -1)
-    p = np.einsum("ij,ij->i", xr, xr) / n
+    # one BLAS dot per frame (a batched matmul): ~2x faster than einsum here
+    p = (xr[:, None, :] @ xr[:, :, None])[:, 0, 0] / n
     return 10 * np.log10(p + _TINY), n
 
 
@@ -38,30 +39,33 @@ def crossfade_dip_metric(trace: np.ndarray, centers_frames: np.ndarray, *, lengt
     cs = np.concatenate([[0.0], np.cumsum(trace)])
     silent = np.concatenate([[0], np.cumsum(trace < silence_db)])
     n = len(trace)
-    best = np.full(len(centers_frames), -np.inf)
-    best_c = np.asarray(centers_frames, dtype=np.int64).copy()
-    best_l = np.zeros(len(centers_frames), dtype=np.int64)
+    centers = np.asarray(centers_frames, dtype=np.int64)
+    if not len(centers) or not lengths:
+        return np.full(len(centers), np.nan), centers.copy(), np.zeros(len(centers), dtype=np.int64)
+    # every (length, offset) candidate at once: arrays of (candidates, centres),
+    # candidates in the order length-major, offset -2..2
+    Ls = np.repeat(np.asarray(lengths, dtype=np.int64), 5)[:, None]
+    ks = np.tile(np.arange(-2, 3), len(lengths))[:, None]
+    c = centers[None, :] + ks * Ls // 4
+    a0, a1 = c - Ls, c - Ls // 2
+    b0, b1 = c + Ls // 2 + 1, c + Ls + 1
+    i0, i1 = c - Ls // 6, c + Ls // 6 + 1
+    ok = (a0 >= 0) & (b1 <= n)
+    a0, a1, b0, b1, i0, i1 = (np.minimum(np.maximum(v, 0), n) for v in (a0, a1, b0, b1, i0, i1))
 
     def mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (cs[b] - cs[a]) / np.maximum(b - a, 1)
 
-    for L in lengths:
-        for k in range(-2, 3):
-            c = np.asarray(centers_frames, dtype=np.int64) + k * L // 4
-            a0, a1 = c - L, c - L // 2
-            b0, b1 = c + L // 2 + 1, c + L + 1
-            i0, i1 = c - L // 6, c + L // 6 + 1
-            ok = (a0 >= 0) & (b1 <= n)
-            a0c, a1c, b0c, b1c = (np.clip(v, 0, n) for v in (a0, a1, b0, b1))
-            i0c, i1c = np.clip(i0, 0, n), np.clip(i1, 0, n)
-            outer = 0.5 * (mean(a0c, a1c) + mean(b0c, b1c))
-            dip = outer - mean(i0c, i1c)
-            ok &= (silent[b1c] - silent[a0c]) == 0
-            dip = np.where(ok, dip, -np.inf)
-            better = dip > best
-            best[better], best_c[better], best_l[better] = dip[better], c[better], L
-    best[~np.isfinite(best)] = np.nan
-    return best, best_c, best_l
+    dip = 0.5 * (mean(a0, a1) + mean(b0, b1)) - mean(i0, i1)
+    ok &= (silent[b1] - silent[a0]) == 0
+    dip = np.where(ok, dip, -np.inf)
+    pick = np.argmax(dip, axis=0)  # the first candidate wins ties, as a loop keeping strict improvements would
+    P = np.arange(len(centers))
+    best = dip[pick, P]
+    found = np.isfinite(best)
+    best_c = np.where(found, c[pick, P], centers)
+    best_l = np.where(found, np.broadcast_to(Ls, c.shape)[pick, P], 0)
+    return np.where(found, best, np.nan), best_c, best_l
 
 
 def spectral_flatness(x: np.ndarray, sr: int, center: int, half: int) -> float:

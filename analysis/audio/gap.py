@@ -26,7 +26,13 @@ def silent_runs(x: np.ndarray, threshold: float, min_len: int) -> list[tuple[int
     stream; candidates are then measured to the frame."""
     step = max(1, min_len // 2)
     grid = x[::step]
-    quiet_grid = np.all(np.abs(grid) <= threshold, axis=1) if grid.ndim == 2 else np.abs(grid) <= threshold
+    if grid.ndim == 2:
+        # per-channel comparisons: a reduce over a 2-wide axis is ~5x slower
+        quiet_grid = np.abs(grid[:, 0]) <= threshold
+        for c in range(1, grid.shape[1]):
+            quiet_grid &= np.abs(grid[:, c]) <= threshold
+    else:
+        quiet_grid = np.abs(grid) <= threshold
     bs, be = _runs(quiet_grid)
     out = []
     for s0, e0 in zip(bs, be):

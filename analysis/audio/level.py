@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .alignment import _mono
-from .confirm import confirm, reference_positions
+from .confirm import confirm, reference_positions, windows_at
 
 _TINY = 1e-20
 
@@ -28,7 +28,10 @@ def _window_power(sig, starts: np.ndarray, length: int) -> np.ndarray:
     ok = (starts >= 0) & (starts + length <= len(sig))
     out = np.full(len(starts), np.nan)
     if ok.any():
-        w = np.asarray(sig[starts[ok][:, None] + np.arange(length)[None, :]], dtype=np.float32)
+        if isinstance(sig, np.ndarray):
+            w = windows_at(sig, starts[ok], length).astype(np.float32, copy=False)
+        else:  # an aligned source: frames mapped through its lags
+            w = np.asarray(sig[starts[ok][:, None] + np.arange(length)[None, :]], dtype=np.float32)
         w = w.reshape(len(w), -1)
         out[ok] = np.einsum("ij,ij->i", w, w, dtype=np.float64) / length
     return out
@@ -47,14 +50,26 @@ def gain_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, 
     if not ok.any():
         return out
     cc = c[ok]
-    sv = np.lib.stride_tricks.sliding_window_view(s, taps)
 
     def grams(starts: np.ndarray):
-        idx = starts[:, None] + np.arange(n)[None, :]
-        m = sv[idx - h].astype(np.float64)  # (P, n, taps): the source around each frame
-        y = x[idx].astype(np.float64)[..., None]
-        mt = m.transpose(0, 2, 1)
-        return mt @ m, (mt @ y)[..., 0], (y[..., 0] ** 2).sum(1)
+        """Normal equations of y = x[a:a+n] from the source rows s[a+j-h : a+j+h+1]
+        (j < n) per start a: Gram matrix, right-hand side, energy of y. The
+        Gram matrix of a sliding window is banded by lag: G[i, i+d] is one
+        dot product for i = 0 and moves one frame per row, so 9 dot products
+        and a few edge terms replace the (P, n, taps) outer products."""
+        w = windows_at(s, starts - h, n + taps - 1).astype(np.float64)
+        y = windows_at(x, starts, n).astype(np.float64)
+        G = np.empty((len(starts), taps, taps))
+        for d in range(taps):
+            first = np.einsum("pn,pn->p", w[:, :n], w[:, d: d + n])
+            m = taps - 1 - d  # rows after the first on this diagonal
+            slide = np.cumsum(w[:, n: n + m] * w[:, n + d: n + d + m] - w[:, :m] * w[:, d: d + m], axis=1)
+            diag = np.concatenate([first[:, None], first[:, None] + slide], axis=1)
+            i = np.arange(taps - d)
+            G[:, i, i + d] = diag
+            G[:, i + d, i] = diag
+        bv = np.stack([np.einsum("pn,pn->p", w[:, i: i + n], y) for i in range(taps)], axis=1)
+        return G, bv, np.einsum("pn,pn->p", y, y)
 
     ga, ba, ea = grams(cc - g - n)
     gb, bb, eb = grams(cc + g)

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.fft
 
 from .alignment import _mono
-from .confirm import confirm, reference_positions
+from .confirm import confirm, reference_positions, windows_at
 from .defect import AudioDefect
 
 _TINY = 1e-20
@@ -19,13 +19,26 @@ BAND_EDGES_HZ = 62.5 * 2.0 ** np.arange(0, 10)  # 62.5 Hz .. 32 kHz: 9 octave ba
 
 
 def band_energies_db(frames: np.ndarray, sr: int, edges_hz: np.ndarray = BAND_EDGES_HZ) -> np.ndarray:
-    """frames: (n, length) -> (n, bands) energy in dB."""
-    spec = np.abs(scipy.fft.rfft((frames * np.hanning(frames.shape[1])).astype(np.float32), axis=1)) ** 2
-    f = np.fft.rfftfreq(frames.shape[1], 1 / sr)
-    idx = np.searchsorted(f, edges_hz)
-    cs = np.concatenate([np.zeros((len(spec), 1)), np.cumsum(spec, axis=1)], axis=1)
-    e = cs[:, idx[1:]] - cs[:, idx[:-1]]
+    """frames: (n, length) -> (n, bands) energy in dB (Hann window, float32
+    FFT, band sums accumulated in float64). Bands above Nyquist are empty."""
+    length = frames.shape[1]
+    spec = scipy.fft.rfft(np.asarray(frames, dtype=np.float32) * _hann32(length), axis=1)
+    power = spec.real ** 2 + spec.imag ** 2
+    idx = np.minimum(np.searchsorted(np.fft.rfftfreq(length, 1 / sr), edges_hz), power.shape[1])
+    lo, hi = idx[:-1], idx[1:]
+    full = lo < hi
+    e = np.zeros((len(power), len(lo)))
+    if full.any():
+        # bands are contiguous, so summing from each non-empty band's start
+        # to the next one's is summing the band
+        e[:, full] = np.add.reduceat(power[:, : hi[full][-1]], lo[full], axis=1, dtype=np.float64)
     return 10 * np.log10(e + _TINY)
+
+
+def _hann32(n: int, _cache: dict = {}) -> np.ndarray:  # noqa: B006 - a deliberate per-length cache
+    if n not in _cache:
+        _cache[n] = np.hanning(n).astype(np.float32)
+    return _cache[n]
 
 
 def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window: int = 4096, guard: int = 44,
@@ -49,11 +62,10 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
         d = np.full((len(c), len(BAND_EDGES_HZ) - 1), np.nan)
         valid = np.zeros((len(c), len(BAND_EDGES_HZ) - 1), dtype=bool)
         if ok.any():
-            cc = c[ok][:, None]
-            wb = sig[cc - guard - window + np.arange(window)]
-            wa = sig[cc + guard + np.arange(window)]
-            eb = band_energies_db(wb, sr)
-            ea = band_energies_db(wa, sr)
+            cc = c[ok]
+            starts = np.concatenate([cc - guard - window, cc + guard])  # before, then after: one FFT batch
+            e = band_energies_db(windows_at(sig, starts, window), sr)
+            eb, ea = e[: len(cc)], e[len(cc):]
             d[ok] = ea - eb
             valid[ok] = (eb > eb.max(axis=1, keepdims=True) + floor_db) & (ea > ea.max(axis=1, keepdims=True) + floor_db)
         return d, valid
