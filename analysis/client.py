@@ -168,8 +168,15 @@ def analyse_client(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     errors = _failed_plays(run_dir)
     limited = [e for e in errors if (e.get("msg") or {}).get("error") == "rate_limit_exceeded"]
     failed = [e for e in errors if e not in limited]
-    metrics["streams_failed"] = len(failed)
+    # streams the server started and then ended with an error (audio_stream_error,
+    # or audio_stream_end reason "errored"): the listener hears the music stop
+    errored = [s for s in streams if (s.summary or {}).get("ended") == "errored"
+               and (s.summary or {}).get("client_profile", "browser") not in SELF_THROTTLED_PROFILES]
+    metrics["streams_errored"] = len(errored)
+    metrics["streams_failed"] = len(failed) + len(errored)
     metrics["commands_rate_limited"] = len(limited)
+    if errored:
+        findings.append(_stream_error_finding(errored, streams, scenario))
 
     # protocol violations, grouped by kind
     by_kind: dict[str, list[tuple[Stream, dict[str, Any]]]] = defaultdict(list)
@@ -248,6 +255,55 @@ def analyse_client(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
         metrics["loadgen_saturated"] = int(peak >= LOADGEN_SATURATED_PERCENT)
     metrics["samples"] = samples
     return findings, metrics
+
+
+def _stream_error_text(s: Stream) -> str:
+    info = s.summary or {}
+    err = info.get("error") or {}
+    if isinstance(err, dict) and err.get("error"):
+        return str(err["error"])
+    end = info.get("end") or {}
+    return f"audio_stream_end reason '{end.get('reason', 'errored')}'" if end else "audio_stream_error"
+
+
+def _stream_error_finding(errored: list[Stream], streams: list[Stream], scenario: str | None) -> Finding:
+    """One finding for every stream that stopped with an error, grouped by the
+    error text with its numbers masked (chunk 0 and chunk 3 are one cause)."""
+    import re
+
+    by_cause: dict[str, list[Stream]] = defaultdict(list)
+    for s in errored:
+        by_cause[re.sub(r"\d+", "N", _stream_error_text(s))].append(s)
+    per_type: dict[str, int] = defaultdict(int)
+    for s in streams:
+        per_type[str((s.summary or {}).get("stream_type"))] += 1
+    err_type: dict[str, int] = defaultdict(int)
+    for s in errored:
+        err_type[str((s.summary or {}).get("stream_type"))] += 1
+    share = ", ".join(f"{n} of {per_type[t]} {t}" for t, n in sorted(err_type.items()))
+    cause, items = max(by_cause.items(), key=lambda kv: len(kv[1]))
+    first = items[0]
+    rate = int((first.summary or {}).get("sample_rate") or (first.start or {}).get("sample_rate") or 44100)
+
+    def heard(s: Stream) -> float:
+        return sum(e.get("frames", 0) for e in s.events if e.get("kind") == "binary") / rate
+
+    evidence = [f"{len(items)} stream(s): \"{c}\"" for c, items in sorted(by_cause.items(), key=lambda kv: -len(kv[1]))]
+    evidence += [f"{s.id} ({(s.summary or {}).get('stream_type')}, track {(s.summary or {}).get('track_id')}): "
+                 f"\"{_stream_error_text(s)}\" after {heard(s):.1f} s of audio" for s in errored[:10]]
+    return Finding(
+        kind="stream_error", title="Streams stopped with an error", severity="HIGH", dimension="Error Handling",
+        description=f"{share} stream(s) ended with an error from the server instead of playing to the end; "
+                    f"the commonest cause: \"{cause}\".",
+        impact="The music stops mid-track (or never starts) for those listeners; a player shows an error.",
+        suggested_fix="Find why the server gave up (the message names the stage); if it is a processing timeout "
+                      "under load, bound concurrent processing or render ahead so one slow chunk does not end "
+                      "the stream.",
+        location=Location(scenario=scenario, stream=first.id),
+        evidence=evidence,
+        figures={"streams_errored": len(errored), "streams": len(streams), "causes": len(by_cause)},
+        key="stream_error",
+    )
 
 
 def _failed_plays(run_dir: Path) -> list[dict[str, Any]]:

@@ -26,6 +26,10 @@ INJECTIONS: dict[str, str] = {
                         "float32 track) -> RSS grows with every stalled or slow reader",
     "leak-on-disconnect": "keeps 1048576 bytes (1 MiB) of per-connection state in a module-level list on every "
                           "disconnect -> rss_leak of ~1 MiB per connect/stream/disconnect cycle (~100 MiB per 100)",
+    "chunk-timeout": "enhanced path: the second chunk's processing 'times out' as Auralis's does under CPU "
+                     "starvation: audio_stream_error 'Audio processing timed out on chunk N; stream stopped', then "
+                     "audio_stream_end reason 'stopped' -> a HIGH stream_error finding counting every enhanced "
+                     "stream, and streams_failed = the number of enhanced streams",
     "slow-start": "both paths: await asyncio.sleep(2.0) between audio_stream_start and the first chunk -> time "
                   "to first audio >= 2 s, without a loop stall",
     "loop-saturation": "while any stream is open: ~8 ms synchronous CPU turns in saturate_loop_turn "

@@ -187,6 +187,7 @@ async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.n
     queue: asyncio.Queue = asyncio.Queue(maxsize=0 if "unbounded-buffer" in inj else queue_frames)
     delivered = [0]
     failed: list[int] = []
+    timed_out: list[int] = []
 
     def render(k: int) -> np.ndarray:
         pcm = render_chunk(source, sr, chunks, k, enhanced, inj)
@@ -211,6 +212,11 @@ async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.n
             else:
                 for k in range(sp.chunk, len(chunks)):
                     await gates.wait()  # pause and flow control act between chunks only
+                    if "chunk-timeout" in inj and enhanced and k == sp.chunk + 1:
+                        # as Auralis when a chunk's DSP outlives CHUNK_PROCESS_TIMEOUT:
+                        # the processor may still be busy, so the stream ends here
+                        timed_out.append(k)
+                        break
                     try:
                         pcm = await asyncio.to_thread(render, k)
                     except Exception as e:  # a failed chunk is reported and skipped, as Auralis
@@ -250,6 +256,14 @@ async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.n
                 pass
     if error:
         raise error[0]
+    if timed_out:
+        await sender.json({"type": "audio_stream_error", "data": {
+            "track_id": track["id"], "error": f"Audio processing timed out on chunk {timed_out[0]}; stream stopped",
+            "code": "STREAMING_ERROR", "stream_type": stype}})
+        await sender.json({"type": "audio_stream_end", "data": {
+            "track_id": track["id"], "total_samples": delivered[0], "duration": delivered[0] / sr,
+            "stream_type": stype, "reason": "stopped", "stream_epoch": epoch}})
+        return
     # total_samples: sample FRAMES (per channel) actually delivered. Auralis's
     # docstring says the same (#4659), and its stopped/errored branches send
     # that; its completed branch sends the whole track's frame count, which

@@ -51,6 +51,25 @@ def test_repeat_overlap_is_a_high_finding_naming_the_span(tmp_path):
         assert all("repeated 220500 frames = 5.0000 s" in e for e in f.evidence)
 
 
+def test_streams_stopped_by_an_error_fail_the_gate_with_their_cause(tmp_path):
+    out = tmp_path / "timeout"
+    r = run_cli("--scenario", "smoke", "--duration", "10", "--inject", "chunk-timeout", "--out", str(out))
+    assert r.returncode == 1, r.stdout + r.stderr
+    streams = list_streams(out)
+    enhanced = [s for s in streams if s.summary["stream_type"] == "enhanced"]
+    normal = [s for s in streams if s.summary["stream_type"] == "normal"]
+    assert enhanced and normal
+    assert all(s.summary["ended"] == "errored" for s in enhanced)
+    assert all(s.summary["ended"] == "completed" for s in normal)
+    errs = [f for f in findings_of(out) if f.kind == "stream_error"]
+    assert len(errs) == 1 and errs[0].severity == "HIGH"
+    assert errs[0].figures["streams_errored"] == len(enhanced)
+    assert '"Audio processing timed out on chunk N; stream stopped"' in errs[0].description
+    metrics = __import__("json").loads((out / "metrics.json").read_text())
+    assert metrics["streams_failed"] == metrics["streams_errored"] == len(enhanced)
+    assert "streams_failed == 0" in verdict_line(r)
+
+
 def test_unknown_injection_is_one_line_exit_2(tmp_path):
     r = run_cli("--scenario", "smoke", "--inject", "nonsense", "--out", str(tmp_path / "r"))
     assert r.returncode == 2

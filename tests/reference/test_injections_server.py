@@ -122,6 +122,23 @@ def test_slow_start_delays_first_audio(tmp_path, music):
     assert out["slow-start"] >= 2.0 and out[""] < 1.0, out
 
 
+def test_chunk_timeout_stops_enhanced_streams_after_their_first_chunk(tmp_path, music):
+    srv = serve(tmp_path, music, "chunk-timeout")
+    try:
+        c = Client(srv)
+        enh = c.stream("play_enhanced", {"track_id": 1})
+        first = plan(TRACK, SR, True)[0]
+        assert sum(len(f) for f in enh.frames) // 2 == first.end - first.start  # chunk 0, then nothing
+        errors = [m for m in enh.other if m.get("type") == "audio_stream_error"]
+        assert [e["data"]["error"] for e in errors] == ["Audio processing timed out on chunk 1; stream stopped"]
+        assert enh.end["reason"] == "stopped" and enh.end["total_samples"] == first.end - first.start
+        norm = c.stream("play_normal", {"track_id": 1})  # the normal path is untouched
+        assert norm.end["reason"] == "completed" and sum(len(f) for f in norm.frames) // 2 == TRACK
+        c.close()
+    finally:
+        srv.stop()
+
+
 def test_leak_on_disconnect_grows_rss_by_a_mib_per_cycle(tmp_path, music):
     cycles = 40
     slope = {}

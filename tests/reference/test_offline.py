@@ -39,7 +39,7 @@ def stream(x: np.ndarray, enhanced: bool, inj: frozenset[str] = frozenset()) -> 
 
 def test_injection_names_and_parse():
     assert set(INJECTIONS) == {*BOUNDARY, "blocking-send", "unbounded-buffer", "leak-on-disconnect", "slow-start",
-                               "loop-saturation",
+                               "loop-saturation", "chunk-timeout",
                                "contract-drift", "shared-state", "crash-on-bad-message",  # ws checks (issue 9)
                                "schema-violation", "cors-wildcard-credentials", "bad-file-hang",
                                "bad-file-traceback"}  # http checks (issue 9)
