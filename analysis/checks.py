@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .dynamic import bad_files, isolation, openapi, origins, socket_input, ws_contract
+from .dynamic import backpressure, bad_files, isolation, openapi, origins, socket_input, ws_contract
 from .model import Finding, Location
 from .rundir import read_json
 
@@ -36,4 +36,7 @@ def analyse_checks(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     findings += openapi.analyse(checks.get("openapi") or {}, run.get("scenario"))
     findings += origins.analyse(checks.get("origins") or {}, run.get("scenario"))
     findings += bad_files.analyse(checks.get("bad_files") or {}, run.get("scenario"))
+    bp_findings, bp_metrics = backpressure.analyse(checks.get("backpressure") or {}, run.get("scenario"))
+    findings += bp_findings
+    metrics.update(bp_metrics)
     return findings, metrics

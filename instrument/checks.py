@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from scenarios.protocol_client import AuralisSession, ClientProfile
 
+from .dynamic.backpressure_check import backpressure
 from .dynamic.bad_files_check import bad_files_check
 from .dynamic.openapi_check import openapi
 from .dynamic.origins_check import origins
@@ -56,6 +57,7 @@ CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
     "ws_contract": ws_contract,
     "isolation": isolation,
     "socket_input": socket_input,
+    "backpressure": backpressure,
 }
 
 

@@ -45,11 +45,13 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "slow-client",
             "browser listeners beside consumers reading at a fraction of real time, one that stops "
-            "reading entirely, a buffer_full/buffer_ready user, and one person browsing the library",
+            "reading entirely, a buffer_full/buffer_ready user, and one person browsing the library; "
+            "then the backpressure check (memory held per client that stops reading)",
             {"Listener": 1, "EnhancedListener": 1, "SlowListener": 1, "StalledListener": 1, "FlowControlListener": 1,
              "Browser": 1},
             duration_s=45,
             options={"slow_read_rate": 0.25, "stall_after_s": 1.0, "flow_buffer_s": 20.0},
+            checks=("backpressure",),
         ),
         Scenario(
             "disconnect-storm",
@@ -92,7 +94,8 @@ SCENARIOS: dict[str, Scenario] = {
             "seeks and browsing, then recovery and dynamic checks",
             {"Listener": 2, "EnhancedListener": 2, "SlowListener": 1, "Disconnector": 2, "Seeker": 1, "Browser": 2},
             duration_s=90,
-            checks=("recovery", "openapi", "origins", "bad_files", "ws_contract", "isolation", "socket_input"),
+            checks=("recovery", "openapi", "origins", "bad_files", "ws_contract", "isolation", "socket_input",
+                    "backpressure"),
         ),
     ]
 }

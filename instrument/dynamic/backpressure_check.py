@@ -1,0 +1,124 @@
+"""backpressure: what the server holds for clients that stop reading.
+
+A server that respects backpressure stops producing for a connection whose
+socket is full: it holds a chunk or two and a short send queue per reader,
+whatever the track's length. One that ignores it renders ahead and queues
+the rest of the track in memory for as long as the client does not read.
+
+Procedure (normal path; the enhanced path's first chunk can take longer than
+the whole check on a loaded machine): one warm-up play of the longest track
+to its first frame, so caches any play fills (the decoded source) are in the
+baseline; a baseline of the target's RSS; then ``readers`` connections that
+play that track, read its first frame and then read nothing, with a small
+receive buffer so the kernel does not read for them; RSS while they are held;
+RSS after they are closed. RSS comes from the wrapper's out-of-process
+sampler (samples.jsonl), copied into the result for the pure analysis."""
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from .ws_probe import Probe, kind_is, try_open
+
+SAMPLES = "samples.jsonl"
+MIB = 1024 * 1024
+
+
+def _rss_between(run_dir: Path, t0: float, t1: float) -> list[float]:
+    out = []
+    try:
+        with open(run_dir / SAMPLES, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line being written
+                if t0 <= rec.get("t", 0) <= t1 and rec.get("rss"):
+                    out.append(rec["rss"] / MIB)
+    except OSError:
+        pass
+    return out
+
+
+def _first_audio(p: Probe, track_id: Any, timeout: float) -> dict[str, Any]:
+    """play_normal, then read up to the first binary frame: (start data, error)."""
+    p.send("play_normal", {"track_id": track_id})
+    start: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        r = p.wait_for(kind_is("audio_stream_start", "binary", "audio_stream_error", "error"), left)
+        if r is None:
+            return {"start": start, "error": p.closed or "no audio in time"}
+        if r.kind == "audio_stream_start":
+            start = (r.msg or {}).get("data") or {}
+        elif r.kind == "binary":
+            return {"start": start, "error": None}
+        else:
+            return {"start": start, "error": json.dumps(r.msg)[:300]}
+    return {"start": start, "error": "no audio in time"}
+
+
+def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool,
+                 target_kind: str = "reference", readers: int = 2, hold_s: float = 6.0, settle_s: float = 1.5,
+                 start_timeout_s: float = 60.0, rcvbuf: int = 64 * 1024, **_: Any) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    usable = [t for t in tracks if t.get("track_id") is not None]
+    if not usable:
+        return {"outcome": "error", "error": "no track with a server id"}
+    track = max(usable, key=lambda t: t.get("duration_s") or 0.0)
+    res: dict[str, Any] = {"outcome": "done", "target_kind": target_kind, "readers": readers, "hold_s": hold_s,
+                           "track": {"id": track["track_id"], "name": track.get("name"),
+                                     "duration_s": track.get("duration_s")}}
+    warm, why = try_open(base_url, compression=compression)
+    if warm is None:
+        return {**res, "outcome": "error", "error": f"could not connect: {why}"}
+    try:
+        first = _first_audio(warm, track["track_id"], start_timeout_s)
+        warm.send("stop")
+        warm.drain(0.3)
+    finally:
+        warm.close()
+    if first["error"]:
+        return {**res, "outcome": "error", "error": f"warm-up play failed: {first['error']}"}
+    start = first["start"]
+    res["track"].update(sample_rate=start.get("sample_rate"), channels=start.get("channels"))
+    time.sleep(settle_s)
+    t_base = time.time()
+    time.sleep(settle_s)
+    res["rss_base_mib"] = _rss_between(run_dir, t_base, time.time())
+
+    held: list[Probe] = []
+    res["stalled"] = []
+    try:
+        for i in range(readers):
+            p, why = try_open(base_url, compression=compression)
+            if p is None:
+                return {**res, "outcome": "error", "error": f"reader {i} could not connect: {why}"}
+            held.append(p)
+            if p.ws is not None and p.ws.sock is not None:
+                # a small receive window: the kernel must not read the track for us
+                p.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            got = _first_audio(p, track["track_id"], start_timeout_s)
+            if got["error"]:
+                return {**res, "outcome": "error", "error": f"reader {i}: {got['error']}"}
+        t_hold = time.time()
+        time.sleep(hold_s)  # nobody reads: a bounded server blocks on its full sockets
+        # the second half of the hold: whatever the server renders ahead has been rendered
+        res["rss_hold_mib"] = _rss_between(run_dir, t_hold + hold_s / 2, time.time())
+        for p in held:
+            res["stalled"].append({"binary_bytes": sum(r.binary_bytes for r in p.log), "closed": p.closed})
+    finally:
+        for p in held:
+            p.close()
+    time.sleep(2 * settle_s)
+    t_rel = time.time()
+    time.sleep(settle_s)
+    res["rss_released_mib"] = _rss_between(run_dir, t_rel, time.time())
+    res["rss_summary"] = {k: (round(statistics.median(v), 1) if v else None)
+                          for k, v in (("base", res["rss_base_mib"]), ("released", res["rss_released_mib"]))}
+    res["rss_summary"]["hold_max"] = round(max(res["rss_hold_mib"]), 1) if res["rss_hold_mib"] else None
+    return res
