@@ -108,7 +108,9 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
     streams_by_type: dict[str, int] = defaultdict(int)
     n_streams = n_boundaries = n_defects = 0
     captures: dict[str, tuple[np.ndarray, int, Any]] = {}
+    played: set[str] = set()  # stream types the run played, with or without audio to analyse
     for st in list_streams(run_dir):
+        played.add(str((st.summary or {}).get("stream_type") or (st.start or {}).get("stream_type") or "unknown"))
         wav = st.dir / "audio.wav"
         if not wav.exists():
             continue
@@ -165,6 +167,13 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
     findings = [_finding(key, items, streams_by_type, captures, run_dir, plots) for key, items in sorted(groups.items())]
     metrics = {"audio_findings": float(len(findings)), "audio_streams_analysed": float(n_streams),
                "audio_boundaries_checked": float(n_boundaries), "audio_defects": float(n_defects)}
+    for stype in sorted(played - {"unknown"}):
+        metrics[f"audio_streams_analysed_{stype}"] = float(streams_by_type.get(stype, 0))
+    if played:
+        # a path whose every stream errored or stopped before audio: no audio
+        # finding there means nothing was checked, not that it is clean
+        metrics["audio_stream_types_unanalysed"] = float(sum(1 for t in played - {"unknown"}
+                                                             if not streams_by_type.get(t)))
     return findings, metrics
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,19 @@ def test_analyse_run(tmp_path):
     assert not any(f.location.stream == "e2" and f.kind == "length_mismatch" for f in findings)
     assert not any(f.location.stream == "n1" for f in findings)
     assert ("click", "enhanced") in by
+
+
+def test_a_stream_type_with_no_audio_is_counted_as_unanalysed(tmp_path):
+    run = _run_dir(tmp_path)
+    _, metrics = analyse_run(run, plots=False)
+    assert metrics["audio_streams_analysed_normal"] == 2 and metrics["audio_streams_analysed_enhanced"] == 2
+    assert metrics["audio_stream_types_unanalysed"] == 0
+    # the enhanced streams now errored before any audio (Auralis's chunk-0 timeout):
+    # the normal path is still checked, the enhanced one is not
+    src = signals.sine(40.0)
+    for sid in ("e1", "e2"):
+        shutil.rmtree(run / "streams" / sid)
+        write_stream(run, sid, src, [], track_id=7, stream_type="enhanced", ended="errored")
+    _, metrics = analyse_run(run, plots=False)
+    assert metrics["audio_streams_analysed_enhanced"] == 0 and metrics["audio_streams_analysed_normal"] == 2
+    assert metrics["audio_stream_types_unanalysed"] == 1
