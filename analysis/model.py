@@ -49,7 +49,8 @@ def dimension_number(dimension: str) -> int:
 @dataclass
 class Location:
     """Where a defect lives: a code location when a stack or trace gives one,
-    else where it was observed (scenario, stream, time in the stream)."""
+    else where it was observed (the HTTP route or WebSocket message, scenario,
+    stream, time in the stream)."""
 
     file: str | None = None  # relative to the target's root where possible
     line_start: int | None = None
@@ -58,6 +59,7 @@ class Location:
     scenario: str | None = None
     stream: str | None = None
     time_s: float | None = None
+    route: str | None = None  # "GET /api/albums/{album_id}/artwork", "/ws play_normal"
 
     @property
     def has_code(self) -> bool:
@@ -75,6 +77,12 @@ class Location:
             where = self.code_span()
             return f"{where} ({self.function})" if self.function else where
         parts = []
+        if self.route:
+            parts.append(self.route)
+        if self.file:  # a file without a line: the module (and function) known to hold it
+            parts.append(f"{self.file} ({self.function})" if self.function else self.file)
+        elif self.function and not self.route:
+            parts.append(self.function)
         if self.scenario:
             parts.append(f"scenario {self.scenario}")
         if self.stream:
@@ -131,7 +139,8 @@ class Finding:
         d = dict(d)
         d.pop("fingerprint", None)
         d.pop("location_text", None)
-        d["location"] = Location(**(d.get("location") or {}))
+        loc = d.get("location") or {}
+        d["location"] = Location(**{k: v for k, v in loc.items() if k in Location.__dataclass_fields__})
         return cls(**d)
 
 

@@ -105,7 +105,7 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
             description=f"POST /api/library/scan over {result.get('folder')} answered HTTP {scan.get('status')}.",
             impact="One broken file stops the whole library scan, or discloses server internals.",
             suggested_fix="Record the file as failed and go on; answer without internals.",
-            location=Location(scenario=scenario, function="POST /api/library/scan"),
+            location=Location(scenario=scenario, route="POST /api/library/scan"),
             evidence=[f"HTTP {scan.get('status')}: {str(scan.get('body', ''))[:300]!r}"], key="scan"))
     after = result.get("health_after") or {}
     if after.get("error") or after.get("status") not in (None, 200):

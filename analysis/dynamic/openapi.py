@@ -51,7 +51,7 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
     findings: list[Finding] = []
 
     def loc(op: str) -> Location:
-        return Location(scenario=scenario, function=op)
+        return Location(scenario=scenario, route=op)
 
     for op, ps in _group(problems, "server_error").items():
         leaks = any(m in str((p.get("response") or {}).get("body", "")) for p in ps for m in TRACE_MARKERS)

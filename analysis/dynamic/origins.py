@@ -79,7 +79,7 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
                    "state and stream audio through the user's backend. CORS does not cover WebSockets.",
             suggested_fix="Check the Origin header in the /ws handshake against the same allowlist as CORS, "
                           "and close with 1008 before accept() when it is not in it.",
-            location=Location(scenario=scenario, function="/ws"),
+            location=Location(scenario=scenario, route="/ws (WebSocket handshake)"),
             evidence=[f"GET /ws Upgrade, Origin: {p['origin']} -> accepted"
                       + (f", first message {p.get('first_message')!r}" if p.get("first_message") else "")
                       for p in ws_open[:4]],
@@ -102,7 +102,7 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
             impact="Cross-site request forgery: any page the user opens can trigger scans and other state changes.",
             suggested_fix="Refuse state-changing methods whose Origin is not in the allowlist (403) before any "
                           "handler runs.",
-            location=Location(scenario=scenario, function=f"{rest_open[0]['method']} {rest_open[0]['path']}"),
+            location=Location(scenario=scenario, route=f"{rest_open[0]['method']} {rest_open[0]['path']}"),
             evidence=[f"{p['method']} {p['path']} Content-Type: text/plain, Origin: {p['origin']} -> HTTP "
                       f"{p['status']} {str(p.get('body', ''))[:120]!r}" for p in rest_open[:4]],
             figures={"foreign_origins_served": float(len(origins))}, key="rest_origin"))

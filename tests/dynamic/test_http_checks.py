@@ -41,7 +41,7 @@ def _kw(srv, tracks, tmp):
 
 
 def _where(findings):
-    return {(f.kind, f.dimension, f.location.function or f.location.stream) for f in findings}
+    return {(f.kind, f.dimension, f.location.route or f.location.function or f.location.stream) for f in findings}
 
 
 def test_clean_reference_gives_no_finding(clean):
