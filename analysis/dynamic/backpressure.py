@@ -19,12 +19,24 @@ FILES = {
 }
 
 
-def held_per_reader(result: dict[str, Any]) -> float | None:
-    base, hold = result.get("rss_base_mib") or [], result.get("rss_hold_mib") or []
-    readers = int(result.get("readers") or 0)
-    if not base or not hold or readers < 1:
+def cycle_held(cycle: dict[str, Any], readers: int) -> float | None:
+    """MiB per stalled reader in one cycle: what the hold added over the
+    baseline AND gave back when the readers closed (the smaller of the two),
+    so memory moving on its own is not counted."""
+    base, hold, rel = (cycle.get(k) or [] for k in ("rss_base_mib", "rss_hold_mib", "rss_released_mib"))
+    if not base or not hold or not rel or readers < 1:
         return None
-    return (max(hold) - statistics.median(base)) / readers
+    top = max(hold)
+    return min(top - statistics.median(base), top - statistics.median(rel)) / readers
+
+
+def held_per_reader(result: dict[str, Any]) -> float | None:
+    """The smallest per-cycle figure: a real cost shows in every cycle."""
+    readers = int(result.get("readers") or 0)
+    per = [cycle_held(c, readers) for c in result.get("cycles") or []]
+    if not per or any(v is None for v in per):
+        return None
+    return min(per)
 
 
 def track_mib(result: dict[str, Any]) -> float | None:
@@ -41,12 +53,14 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
     size = track_mib(result)
     if held is None or size is None:
         return [], {}
-    metrics = {"backpressure_held_mib_per_reader": round(held, 1)}
+    # memory that fell while the readers were held (the target's own drift) is not a negative cost
+    metrics = {"backpressure_held_mib_per_reader": round(max(held, 0.0), 1)}
     if held < max(FLOOR_MIB, TRACK_SHARE * size):
         return [], metrics
-    summ = result.get("rss_summary") or {}
     track = result.get("track") or {}
-    stalled = result.get("stalled") or []
+    cycles = result.get("cycles") or []
+    stalled = (cycles[-1].get("stalled") or []) if cycles else []
+    readers = int(result.get("readers") or 0)
     file, fn = FILES.get(result.get("target_kind") or "", (None, None))
     return [Finding(
         kind="no_backpressure", title="Server buffers the track for clients that stopped reading",
@@ -60,10 +74,15 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
         suggested_fix="Bound what is rendered ahead per connection and await the socket's send (drain) before "
                       "producing more, so a full socket stops the producer.",
         location=Location(scenario=scenario, file=file, function=fn),
-        evidence=[f"RSS baseline {summ.get('base')} MiB, highest while held {summ.get('hold_max')} MiB, after "
-                  f"the clients closed {summ.get('released')} MiB",
-                  f"held per stalled client: {held:.1f} MiB; the track as float32 PCM: {size:.1f} MiB; "
-                  f"limit: max({FLOOR_MIB:.0f} MiB, {TRACK_SHARE:g} x track)"]
+        evidence=[f"cycle {k + 1}: RSS baseline {statistics.median(c['rss_base_mib']):.1f} MiB, highest while "
+                  f"held {max(c['rss_hold_mib']):.1f} MiB, after the clients closed "
+                  f"{statistics.median(c['rss_released_mib']):.1f} MiB: {cycle_held(c, readers):.1f} MiB per client"
+                  for k, c in enumerate(cycles)]
+                 + [f"held per stalled client (the smaller cycle): {held:.1f} MiB; the track as float32 PCM: "
+                    f"{size:.1f} MiB; limit: max({FLOOR_MIB:.0f} MiB, {TRACK_SHARE:g} x track)"]
+                 + ([] if result.get("quiet", True) else
+                    [f"the target never went quiet before the check (CPU {result.get('quiet_cpu_percent') or 0:.0f}%)"
+                     ": its own work may move these figures"])
                  + [f"client {i}: received {s.get('binary_bytes', 0) / 1024:.0f} KiB before it stopped reading"
                     for i, s in enumerate(stalled)],
         figures={"held_mib_per_reader": held, "track_mib": size, "readers": float(result.get("readers") or 0)},

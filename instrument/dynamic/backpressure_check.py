@@ -8,16 +8,20 @@ the rest of the track in memory for as long as the client does not read.
 Procedure (normal path; the enhanced path's first chunk can take longer than
 the whole check on a loaded machine): one warm-up play of the longest track
 to its first frame, so caches any play fills (the decoded source) are in the
-baseline; a baseline of the target's RSS; then ``readers`` connections that
-play that track, read its first frame and then read nothing, with a small
-receive buffer so the kernel does not read for them; RSS while they are held;
-RSS after they are closed. RSS comes from the wrapper's out-of-process
-sampler (samples.jsonl), copied into the result for the pure analysis."""
+baseline; then a wait until the target is quiet (a target still finishing
+the load's work - Auralis's orphaned DSP threads - moves its RSS by tens of
+MiB on its own); then ``cycles`` times: a baseline of the target's RSS,
+``readers`` connections that play that track, read its first frame and then
+read nothing (a small receive buffer, so the kernel does not read for them),
+RSS while they are held, and RSS after they are closed. Memory that rises
+with the stalled readers and falls when they close, in every cycle, is
+theirs; drift does not do that twice. RSS and CPU come from the wrapper's
+out-of-process sampler (samples.jsonl), copied into the result for the pure
+analysis."""
 from __future__ import annotations
 
 import json
 import socket
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ SAMPLES = "samples.jsonl"
 MIB = 1024 * 1024
 
 
-def _rss_between(run_dir: Path, t0: float, t1: float) -> list[float]:
+def _samples_between(run_dir: Path, t0: float, t1: float) -> list[dict[str, Any]]:
     out = []
     try:
         with open(run_dir / SAMPLES, encoding="utf-8") as fh:
@@ -38,10 +42,31 @@ def _rss_between(run_dir: Path, t0: float, t1: float) -> list[float]:
                 except json.JSONDecodeError:
                     continue  # a line being written
                 if t0 <= rec.get("t", 0) <= t1 and rec.get("rss"):
-                    out.append(rec["rss"] / MIB)
+                    out.append(rec)
     except OSError:
         pass
     return out
+
+
+def _rss_between(run_dir: Path, t0: float, t1: float) -> list[float]:
+    return [rec["rss"] / MIB for rec in _samples_between(run_dir, t0, t1)]
+
+
+def _wait_quiet(run_dir: Path, cpu_percent: float, window_s: float, timeout_s: float) -> tuple[bool, float | None]:
+    """Wait until the target's mean CPU over the last window_s is under
+    cpu_percent: (quiet, the last mean seen)."""
+    deadline = time.time() + timeout_s
+    mean = None
+    while True:
+        now = time.time()
+        recent = [r.get("cpu_percent", 0.0) for r in _samples_between(run_dir, now - window_s, now)]
+        if len(recent) >= 3:
+            mean = sum(recent) / len(recent)
+            if mean < cpu_percent:
+                return True, mean
+        if now >= deadline:
+            return False, mean
+        time.sleep(0.5)
 
 
 def _first_audio(p: Probe, track_id: Any, timeout: float) -> dict[str, Any]:
@@ -63,8 +88,9 @@ def _first_audio(p: Probe, track_id: Any, timeout: float) -> dict[str, Any]:
 
 
 def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool,
-                 target_kind: str = "reference", readers: int = 2, hold_s: float = 6.0, settle_s: float = 1.5,
-                 start_timeout_s: float = 60.0, rcvbuf: int = 64 * 1024, **_: Any) -> dict[str, Any]:
+                 target_kind: str = "reference", readers: int = 2, cycles: int = 2, hold_s: float = 6.0,
+                 settle_s: float = 1.5, start_timeout_s: float = 60.0, rcvbuf: int = 64 * 1024,
+                 quiet_cpu_percent: float = 30.0, quiet_timeout_s: float = 30.0, **_: Any) -> dict[str, Any]:
     run_dir = Path(run_dir)
     usable = [t for t in tracks if t.get("track_id") is not None]
     if not usable:
@@ -72,7 +98,7 @@ def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], 
     track = max(usable, key=lambda t: t.get("duration_s") or 0.0)
     res: dict[str, Any] = {"outcome": "done", "target_kind": target_kind, "readers": readers, "hold_s": hold_s,
                            "track": {"id": track["track_id"], "name": track.get("name"),
-                                     "duration_s": track.get("duration_s")}}
+                                     "duration_s": track.get("duration_s")}, "cycles": []}
     warm, why = try_open(base_url, compression=compression)
     if warm is None:
         return {**res, "outcome": "error", "error": f"could not connect: {why}"}
@@ -87,38 +113,38 @@ def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], 
     start = first["start"]
     res["track"].update(sample_rate=start.get("sample_rate"), channels=start.get("channels"))
     time.sleep(settle_s)
+    res["quiet"], res["quiet_cpu_percent"] = _wait_quiet(run_dir, quiet_cpu_percent, 2.0, quiet_timeout_s)
     t_base = time.time()
     time.sleep(settle_s)
-    res["rss_base_mib"] = _rss_between(run_dir, t_base, time.time())
-
-    held: list[Probe] = []
-    res["stalled"] = []
-    try:
-        for i in range(readers):
-            p, why = try_open(base_url, compression=compression)
-            if p is None:
-                return {**res, "outcome": "error", "error": f"reader {i} could not connect: {why}"}
-            held.append(p)
-            if p.ws is not None and p.ws.sock is not None:
-                # a small receive window: the kernel must not read the track for us
-                p.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            got = _first_audio(p, track["track_id"], start_timeout_s)
-            if got["error"]:
-                return {**res, "outcome": "error", "error": f"reader {i}: {got['error']}"}
-        t_hold = time.time()
-        time.sleep(hold_s)  # nobody reads: a bounded server blocks on its full sockets
-        # the second half of the hold: whatever the server renders ahead has been rendered
-        res["rss_hold_mib"] = _rss_between(run_dir, t_hold + hold_s / 2, time.time())
-        for p in held:
-            res["stalled"].append({"binary_bytes": sum(r.binary_bytes for r in p.log), "closed": p.closed})
-    finally:
-        for p in held:
-            p.close()
-    time.sleep(2 * settle_s)
-    t_rel = time.time()
-    time.sleep(settle_s)
-    res["rss_released_mib"] = _rss_between(run_dir, t_rel, time.time())
-    res["rss_summary"] = {k: (round(statistics.median(v), 1) if v else None)
-                          for k, v in (("base", res["rss_base_mib"]), ("released", res["rss_released_mib"]))}
-    res["rss_summary"]["hold_max"] = round(max(res["rss_hold_mib"]), 1) if res["rss_hold_mib"] else None
+    base = _rss_between(run_dir, t_base, time.time())
+    for c in range(cycles):
+        cycle: dict[str, Any] = {"rss_base_mib": base, "stalled": []}
+        res["cycles"].append(cycle)
+        held: list[Probe] = []
+        try:
+            for i in range(readers):
+                p, why = try_open(base_url, compression=compression)
+                if p is None:
+                    return {**res, "outcome": "error", "error": f"cycle {c} reader {i} could not connect: {why}"}
+                held.append(p)
+                if p.ws is not None and p.ws.sock is not None:
+                    # a small receive window: the kernel must not read the track for us
+                    p.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+                got = _first_audio(p, track["track_id"], start_timeout_s)
+                if got["error"]:
+                    return {**res, "outcome": "error", "error": f"cycle {c} reader {i}: {got['error']}"}
+            t_hold = time.time()
+            time.sleep(hold_s)  # nobody reads: a bounded server blocks on its full sockets
+            # the second half of the hold: whatever the server renders ahead has been rendered
+            cycle["rss_hold_mib"] = _rss_between(run_dir, t_hold + hold_s / 2, time.time())
+            cycle["stalled"] = [{"binary_bytes": sum(r.binary_bytes for r in p.log), "closed": p.closed}
+                                for p in held]
+        finally:
+            for p in held:
+                p.close()
+        time.sleep(2 * settle_s)
+        t_rel = time.time()
+        time.sleep(settle_s)
+        cycle["rss_released_mib"] = _rss_between(run_dir, t_rel, time.time())
+        base = cycle["rss_released_mib"]  # the next cycle starts from here
     return res

@@ -49,7 +49,9 @@ def test_unbounded_buffer_is_found_and_the_clean_server_is_not(tmp_path):
     assert found == [], [f.description for f in found]
     assert metrics["backpressure_held_mib_per_reader"] < a_backpressure.FLOOR_MIB
     assert clean["track"]["sample_rate"] == 44100 and clean["track"]["duration_s"] == pytest.approx(SECONDS)
-    assert all(s["binary_bytes"] < TRACK_MIB * (1 << 20) / 4 for s in clean["stalled"])  # they did stop reading
+    assert len(clean["cycles"]) == 2 and clean["quiet"]
+    for c in clean["cycles"]:  # they did stop reading
+        assert len(c["stalled"]) == 2 and all(s["binary_bytes"] < TRACK_MIB * (1 << 20) / 4 for s in c["stalled"])
 
     bad = _check(tmp_path, "unbounded-buffer")
     found, metrics = a_backpressure.analyse(bad, "test")
@@ -61,9 +63,37 @@ def test_unbounded_buffer_is_found_and_the_clean_server_is_not(tmp_path):
     assert f.figures["track_mib"] == pytest.approx(TRACK_MIB, rel=0.01)
 
 
+def _cycle(base: float, hold: float, released: float) -> dict:
+    return {"rss_base_mib": [base] * 5, "rss_hold_mib": [hold] * 10, "rss_released_mib": [released] * 5,
+            "stalled": [{"binary_bytes": 307200}] * 2}
+
+
+def _result(*cycles: dict) -> dict:
+    return {"outcome": "done", "readers": 2, "target_kind": "auralis", "quiet": True,
+            "track": {"name": "t", "duration_s": 90, "sample_rate": 44100, "channels": 2}, "cycles": list(cycles)}
+
+
+def test_memory_must_rise_and_fall_with_the_readers_in_every_cycle():
+    # 90 s track: 30.3 MiB; the limit is max(20 MiB, 15 MiB) per reader
+    both = _result(_cycle(1000, 1100, 1000), _cycle(1000, 1090, 1001))
+    found, metrics = a_backpressure.analyse(both, "s")
+    assert [f.kind for f in found] == ["no_backpressure"]
+    assert metrics["backpressure_held_mib_per_reader"] == pytest.approx(44.5)
+    assert len([e for e in found[0].evidence if e.startswith("cycle ")]) == 2
+    # drift: up with the readers, never given back (Auralis finishing the load's DSP work)
+    drift = _result(_cycle(1000, 1080, 1075), _cycle(1075, 1150, 1150))
+    assert a_backpressure.analyse(drift, "s")[0] == []
+    # a fall after a flat hold is not the readers' either
+    falling = _result(_cycle(1350, 1410, 1310), _cycle(1310, 1312, 1309))
+    found, metrics = a_backpressure.analyse(falling, "s")
+    assert found == [] and metrics["backpressure_held_mib_per_reader"] < 2
+    # and memory that only fell is no cost at all, not a negative one
+    assert a_backpressure.analyse(_result(_cycle(1179, 1122, 1122)), "s")[1]["backpressure_held_mib_per_reader"] == 0
+
+
 def test_analysis_is_silent_without_measurements():
     assert a_backpressure.analyse({}, "s") == ([], {})
     assert a_backpressure.analyse({"outcome": "error", "error": "x"}, "s") == ([], {})
-    res = {"outcome": "done", "readers": 2, "rss_base_mib": [], "rss_hold_mib": [500.0],
-           "track": {"duration_s": 60, "sample_rate": 44100, "channels": 2}}
-    assert a_backpressure.analyse(res, "s") == ([], {})  # no baseline: nothing to judge
+    missing = _result(_cycle(1000, 1100, 1000))
+    missing["cycles"][0]["rss_base_mib"] = []
+    assert a_backpressure.analyse(missing, "s") == ([], {})  # no baseline: nothing to judge
