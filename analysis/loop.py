@@ -17,6 +17,18 @@ SATURATION_BUSY = 0.6  # busy fraction that, sustained, is saturation
 SATURATION_MIN_S = 5  # consecutive seconds
 GC_SHARE = 0.5  # a stall mostly spent in GC is the collector's, not the line's
 HOST_SHARE = 0.5  # a stall mostly spent waiting for a CPU is the machine's, not the target's
+# stalls whose every stack sample finds the loop thread in the agent's own
+# heartbeat: no callback of the target held the loop; the thread could not get
+# the CPU or the GIL. Reported apart (a finding only when it adds up).
+CONTENTION_MIN_COUNT = 5
+CONTENTION_MIN_TOTAL_MS = 500.0
+
+
+def _in_heartbeat(stall: dict[str, Any]) -> bool:
+    stacks = [s.get("frames") or [] for s in stall.get("stacks") or []]
+    return bool(stacks) and all(fr and fr[-1].get("function") == "_heartbeat"
+                                and str(fr[-1].get("file", "")).replace("\\", "/").endswith("instrument/agent/watchdog.py")
+                                for fr in stacks)
 
 
 def _loc_key(loc: dict[str, Any] | None) -> str:
@@ -63,12 +75,18 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     # host (noisy CI, the load generator on the same cores), not the line
     host_stalls = [s for s in stalls if s not in gc_stalls
                    and (s.get("runq_wait_ms") or 0) >= HOST_SHARE * s.get("duration_ms", 0)]
-    user_stalls = [s for s in stalls if s not in gc_stalls and s not in host_stalls]
+    contention = [s for s in stalls if s not in gc_stalls and s not in host_stalls and _in_heartbeat(s)]
+    user_stalls = [s for s in stalls if s not in gc_stalls and s not in host_stalls and s not in contention]
     durs = [float(s["duration_ms"]) for s in user_stalls]
     metrics.update(loop_stall_count=len(user_stalls), loop_stall_max_ms=max(durs) if durs else 0.0,
                    loop_stall_total_ms=round(sum(durs), 1), loop_gc_stall_count=len(gc_stalls),
                    loop_host_stall_count=len(host_stalls),
-                   loop_host_stall_total_ms=round(sum(float(s["duration_ms"]) for s in host_stalls), 1))
+                   loop_host_stall_total_ms=round(sum(float(s["duration_ms"]) for s in host_stalls), 1),
+                   loop_contention_stall_count=len(contention),
+                   loop_contention_stall_total_ms=round(sum(float(s["duration_ms"]) for s in contention), 1))
+    if contention and (len(contention) >= CONTENTION_MIN_COUNT
+                       or metrics["loop_contention_stall_total_ms"] >= CONTENTION_MIN_TOTAL_MS):
+        findings.append(_contention_finding(contention, scenario))
     gaps = _frame_gaps(run_dir)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in user_stalls:
@@ -137,6 +155,31 @@ def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float
         figures={"count": len(items), "p50_ms": float(np.percentile(d, 50)), "p99_ms": float(np.percentile(d, 99)),
                  "max_ms": mx, "total_ms": total, "streams_with_gap": len(hit_streams), "cpu_bound": cpu_bound},
         key=key,
+    )
+
+
+def _contention_finding(items: list[dict[str, Any]], scenario: str | None) -> Finding:
+    d = np.array([x["duration_ms"] for x in items], dtype=float)
+    runq = sum(float(x.get("runq_wait_ms") or 0) for x in items)
+    cpu = sum(float(x.get("cpu_ms") or 0) for x in items)
+    total = float(d.sum())
+    return Finding(
+        kind="loop_contention", title="Event loop delayed outside any callback (waiting for the GIL or a CPU)",
+        severity="LOW", dimension="Performance",
+        description=(f"{len(items)} times the loop was late by more than the stall threshold while no callback of "
+                     "the target held it: every stack sample found it in the agent's heartbeat. Of the "
+                     f"{total:.0f} ms, the loop thread waited {runq:.0f} ms for a CPU and ran {cpu:.0f} ms; the rest "
+                     "it waited, most likely for the GIL held by another thread."),
+        impact="Every client waits as long as the loop does; the cause is the process's threads or the machine, "
+               "not a line on the loop.",
+        suggested_fix="Look at the target's threads (executors, DSP workers) for long GIL-holding calls, and at "
+                      "what else runs on the machine.",
+        location=Location(scenario=scenario),
+        evidence=[f"{len(items)} delays: p50 {np.percentile(d, 50):.0f} ms, max {d.max():.0f} ms, total {total:.0f} ms; "
+                  f"run-queue wait {runq:.0f} ms, loop thread CPU {cpu:.0f} ms"],
+        figures={"count": len(items), "max_ms": float(d.max()), "total_ms": total, "runq_wait_ms": runq,
+                 "cpu_ms": cpu},
+        key="contention",
     )
 
 

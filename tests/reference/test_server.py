@@ -140,7 +140,12 @@ def test_stop_sends_no_stream_end_and_pause_holds_between_chunks(env, client):
     assert "playback_stopped" in msgs and "audio_stream_end" not in msgs
 
     client.send("pause")  # before any stream: harmless, each stream starts with open gates
-    assert client.recv_json()["type"] == "playback_paused"
+    # the play's mastering_recommendation may arrive first on a loaded machine:
+    # the only messages before the answer are broadcasts
+    skipped = []
+    while (m := client.recv_json())["type"] != "playback_paused":
+        skipped.append(m["type"])
+    assert set(skipped) <= {"mastering_recommendation", "player_state"}, skipped
     # the enhanced path renders each chunk (~0.1 s), so the pause lands well
     # before the end even when loopback buffers swallow whole chunks
     client.stream("play_enhanced", {"track_id": 1}, stop_after_frames=1)
