@@ -56,6 +56,7 @@ class LoopWatchdog:
         self.last_beat = time.perf_counter()
         self.last_beat_cpu = 0.0
         self.lags: collections.deque[float] = collections.deque()
+        self._tasks: collections.deque[dict[str, float]] = collections.deque(maxlen=3600)
         self.loop_tid: int | None = None
         self.loop_cpu_clock: int | None = None
         self.gc_spans: collections.deque[tuple[float, float]] = collections.deque(maxlen=256)
@@ -118,6 +119,8 @@ class LoopWatchdog:
             self._task.cancel()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        while self._tasks:  # counts of the last second, not yet written by the thread
+            self.log.write("tasks", self._tasks.popleft())
 
     async def _heartbeat(self) -> None:
         interval = self.interval
@@ -133,7 +136,10 @@ class LoopWatchdog:
             self.lags.append(max(0.0, now - expected))
             if now - last_tasks >= 1.0:
                 last_tasks = now
-                self.log.write("tasks", {"t": now + self._wall_offset, "tasks": len(asyncio.all_tasks(loop))})
+                # counted here (all_tasks belongs to the loop's thread), written by
+                # the watchdog thread: no file I/O or shared lock on the loop, whose
+                # delays would be measured as the target's
+                self._tasks.append({"t": now + self._wall_offset, "tasks": len(asyncio.all_tasks(loop))})
 
     # -- the watchdog thread -----------------------------------------------------
     def _runq_wait_ns(self) -> int | None:
@@ -331,6 +337,11 @@ class LoopWatchdog:
             "sampled_busy_fraction": round(busy / samples, 4) if samples else None,
         }
         self.log.write("lag", rec)
+        while self._tasks:
+            try:
+                self.log.write("tasks", self._tasks.popleft())
+            except IndexError:
+                break
         if frames:
             self.log.write("busy_samples", {"t": rec["t"], "samples": samples, "busy": busy,
                                             "frames": dict(frames.most_common(10))})
