@@ -17,11 +17,28 @@ SATURATION_BUSY = 0.6  # busy fraction that, sustained, is saturation
 SATURATION_MIN_S = 5  # consecutive seconds
 GC_SHARE = 0.5  # a stall mostly spent in GC is the collector's, not the line's
 HOST_SHARE = 0.5  # a stall mostly spent waiting for a CPU is the machine's, not the target's
-# stalls whose every stack sample finds the loop thread in the agent's own
-# heartbeat: no callback of the target held the loop; the thread could not get
-# the CPU or the GIL. Reported apart (a finding only when it adds up).
+# Contention: stalls whose every stack sample finds the loop thread in the
+# agent's own heartbeat (no callback of the target held the loop), or in which
+# the loop thread was starved (see _starved). Reported apart, as a finding only
+# when it adds up.
 CONTENTION_MIN_COUNT = 5
 CONTENTION_MIN_TOTAL_MS = 500.0
+
+
+# A callback that blocks the loop either computes (the loop thread is on a CPU)
+# or waits for something it asked for (sleep, I/O, a lock: off the run queue).
+# A stall in which the loop thread ran for under a quarter of the time and sat
+# in the run queue for a third or more did neither: an 8 ms turn stretched to
+# 170 ms by a machine whose cores, and the GIL, were taken by others.
+STARVED_CPU_SHARE = 0.25
+STARVED_RUNQ_SHARE = 0.3
+
+
+def _starved(stall: dict[str, Any]) -> bool:
+    dur = float(stall.get("duration_ms") or 0.0)
+    if dur <= 0 or stall.get("runq_wait_ms") is None or stall.get("cpu_ms") is None:
+        return False
+    return float(stall["cpu_ms"]) < STARVED_CPU_SHARE * dur and float(stall["runq_wait_ms"]) >= STARVED_RUNQ_SHARE * dur
 
 
 def _in_heartbeat(stall: dict[str, Any]) -> bool:
@@ -75,7 +92,8 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     # host (noisy CI, the load generator on the same cores), not the line
     host_stalls = [s for s in stalls if s not in gc_stalls
                    and (s.get("runq_wait_ms") or 0) >= HOST_SHARE * s.get("duration_ms", 0)]
-    contention = [s for s in stalls if s not in gc_stalls and s not in host_stalls and _in_heartbeat(s)]
+    contention = [s for s in stalls if s not in gc_stalls and s not in host_stalls
+                  and (_in_heartbeat(s) or _starved(s))]
     user_stalls = [s for s in stalls if s not in gc_stalls and s not in host_stalls and s not in contention]
     durs = [float(s["duration_ms"]) for s in user_stalls]
     metrics.update(loop_stall_count=len(user_stalls), loop_stall_max_ms=max(durs) if durs else 0.0,
@@ -164,19 +182,22 @@ def _contention_finding(items: list[dict[str, Any]], scenario: str | None) -> Fi
     cpu = sum(float(x.get("cpu_ms") or 0) for x in items)
     total = float(d.sum())
     return Finding(
-        kind="loop_contention", title="Event loop delayed outside any callback (waiting for the GIL or a CPU)",
+        kind="loop_contention", title="Event loop starved of CPU or the GIL",
         severity="LOW", dimension="Performance",
-        description=(f"{len(items)} times the loop was late by more than the stall threshold while no callback of "
-                     "the target held it: every stack sample found it in the agent's heartbeat. Of the "
-                     f"{total:.0f} ms, the loop thread waited {runq:.0f} ms for a CPU and ran {cpu:.0f} ms; the rest "
-                     "it waited, most likely for the GIL held by another thread."),
+        description=(f"{len(items)} times the loop was late by more than the stall threshold although no callback "
+                     "of the target computed or waited that long: the stack samples found it in the agent's "
+                     "heartbeat, or the loop thread ran for under a quarter of the time and queued for a CPU for a "
+                     f"third or more. Of the {total:.0f} ms, it waited {runq:.0f} ms for a CPU and ran {cpu:.0f} ms; "
+                     "the rest it waited, most likely for the GIL held by another thread."),
         impact="Every client waits as long as the loop does; the cause is the process's threads or the machine, "
                "not a line on the loop.",
         suggested_fix="Look at the target's threads (executors, DSP workers) for long GIL-holding calls, and at "
                       "what else runs on the machine.",
         location=Location(scenario=scenario),
         evidence=[f"{len(items)} delays: p50 {np.percentile(d, 50):.0f} ms, max {d.max():.0f} ms, total {total:.0f} ms; "
-                  f"run-queue wait {runq:.0f} ms, loop thread CPU {cpu:.0f} ms"],
+                  f"run-queue wait {runq:.0f} ms, loop thread CPU {cpu:.0f} ms"]
+        + [f"{x['duration_ms']:.0f} ms in {(x.get('location') or {}).get('function') or 'the heartbeat'}: CPU "
+           f"{float(x.get('cpu_ms') or 0):.0f} ms, run queue {float(x.get('runq_wait_ms') or 0):.0f} ms" for x in items[:5]],
         figures={"count": len(items), "max_ms": float(d.max()), "total_ms": total, "runq_wait_ms": runq,
                  "cpu_ms": cpu},
         key="contention",

@@ -48,3 +48,17 @@ def test_target_stalls_stay_stalls_and_many_delays_are_a_low_finding(tmp_path):
     assert by["loop_stall"].figures["count"] == 4 and by["loop_stall"].location.function == "send_blocking"
     assert by["loop_contention"].severity == "LOW" and by["loop_contention"].figures["count"] == 6
     assert metrics["loop_host_stall_count"] == 1 and metrics["loop_contention_stall_count"] == 6
+
+
+def test_a_starved_turn_is_contention_and_a_sleep_or_a_computation_is_a_stall(tmp_path):
+    loc = {"file": "streaming.py", "line": 124, "function": "saturate_loop_turn"}
+    busy = [{"file": "/app/streaming.py", "line": 124, "function": "saturate_loop_turn", "own": True}]
+    stalls = [_stall(1.0, 169.3, busy, runq=73.4, cpu=11.7, loc=loc),  # seen in a full-suite run: an 8 ms turn
+              _stall(2.0, 121.0, TARGET, runq=2.0, cpu=0.5, loc={**loc, "function": "send_blocking"}),  # a sleep
+              _stall(3.0, 160.0, TARGET, runq=40.0, cpu=1.0, loc={**loc, "function": "send_blocking"}),  # late wake
+              _stall(4.0, 90.0, TARGET, runq=10.0, cpu=80.0, loc={**loc, "function": "render_on_loop"})]  # computes
+    _write(tmp_path, stalls)
+    findings, metrics = analyse_loop(tmp_path)
+    stalls_found = {f.location.function: f.figures["count"] for f in findings if f.kind == "loop_stall"}
+    assert stalls_found == {"send_blocking": 2, "render_on_loop": 1}
+    assert metrics["loop_contention_stall_count"] == 1 and metrics["loop_stall_count"] == 3
