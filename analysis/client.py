@@ -4,7 +4,8 @@ REST latency and the load generator's own health. Raw values are kept (Locust
 rounds its percentiles; a gate must not)."""
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,17 +270,11 @@ def _stream_error_text(s: Stream) -> str:
 def _stream_error_finding(errored: list[Stream], streams: list[Stream], scenario: str | None) -> Finding:
     """One finding for every stream that stopped with an error, grouped by the
     error text with its numbers masked (chunk 0 and chunk 3 are one cause)."""
-    import re
-
     by_cause: dict[str, list[Stream]] = defaultdict(list)
     for s in errored:
         by_cause[re.sub(r"\d+", "N", _stream_error_text(s))].append(s)
-    per_type: dict[str, int] = defaultdict(int)
-    for s in streams:
-        per_type[str((s.summary or {}).get("stream_type"))] += 1
-    err_type: dict[str, int] = defaultdict(int)
-    for s in errored:
-        err_type[str((s.summary or {}).get("stream_type"))] += 1
+    per_type = Counter(str((s.summary or {}).get("stream_type")) for s in streams)
+    err_type = Counter(str((s.summary or {}).get("stream_type")) for s in errored)
     share = ", ".join(f"{n} of {per_type[t]} {t}" for t, n in sorted(err_type.items()))
     cause, items = max(by_cause.items(), key=lambda kv: len(kv[1]))
     first = items[0]

@@ -110,7 +110,10 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
     captures: dict[str, tuple[np.ndarray, int, Any]] = {}
     played: set[str] = set()  # stream types the run played, with or without audio to analyse
     for st in list_streams(run_dir):
-        played.add(str((st.summary or {}).get("stream_type") or (st.start or {}).get("stream_type") or "unknown"))
+        start = st.start or {}
+        summ = st.summary
+        stype = str(summ.get("stream_type") or start.get("stream_type") or "unknown")
+        played.add(stype)
         wav = st.dir / "audio.wav"
         if not wav.exists():
             continue
@@ -120,9 +123,6 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
             continue
         if len(x) < sr // 10:
             continue
-        start = st.start or {}
-        summ = st.summary
-        stype = str(summ.get("stream_type") or start.get("stream_type") or "unknown")
         track_id = summ.get("track_id", start.get("track_id"))
         source, tinfo = _source_for(track_id, tracks, run_dir, cache)
         pos = summ.get("start_position") or start.get("seek_position") or 0.0

@@ -26,26 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis.rundir import SAMPLES, iter_jsonl
+
 from .ws_probe import Probe, kind_is, try_open
 
-SAMPLES = "samples.jsonl"
 MIB = 1024 * 1024
 
 
 def _samples_between(run_dir: Path, t0: float, t1: float) -> list[dict[str, Any]]:
-    out = []
-    try:
-        with open(run_dir / SAMPLES, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line being written
-                if t0 <= rec.get("t", 0) <= t1 and rec.get("rss"):
-                    out.append(rec)
-    except OSError:
-        pass
-    return out
+    return [r for r in iter_jsonl(run_dir / SAMPLES) if t0 <= r.get("t", 0) <= t1 and r.get("rss")]
 
 
 def _rss_between(run_dir: Path, t0: float, t1: float) -> list[float]:
