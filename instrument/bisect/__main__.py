@@ -146,7 +146,7 @@ def make_plan(a: argparse.Namespace) -> Plan:
     out = Path(a.out).expanduser().resolve() if a.out else PROJECT_ROOT / "runs" / f"{stamp}_bisect_{a.scenario}"
     if gitrepo.inside(out, repo):
         raise BisectError(f"--out {out} is inside the Auralis checkout; the bisect never writes there")
-    return Plan(repo=repo, python=str(py.resolve()) if py.is_absolute() else str(py), good=good_c,
+    return Plan(repo=repo, python=str(py.absolute()), good=good_c,
                 bad=commits[-1], commits=commits, criterion=criterion, scenario=a.scenario, out=out,
                 repeat=a.repeat, rule="majority" if a.majority else "unanimous", run_args=_run_args(a),
                 paths=list(a.checkout_path))

@@ -26,7 +26,7 @@ def make_repo(root: Path, commits: list[tuple[str, dict[str, str]]]) -> list[str
         for rel, text in files.items():
             p = root / rel
             if text is None:
-                p.unlink()
+                p.unlink(missing_ok=True)
             else:
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_text(text)

@@ -46,7 +46,7 @@ os.environ["EARSHOT_REF_INJECT"] = inject
 from instrument.reference.app import app  # noqa: E402
 '''
 BROKEN_PY = "import auralis_module_that_was_never_committed  # noqa: F401\n" + MAIN_PY
-RUN = ["--scenario", "smoke", "--duration", "6", "--track-seconds", "20", "--startup-timeout", "40"]
+RUN = ["--scenario", "smoke", "--duration", "10", "--track-seconds", "20", "--startup-timeout", "40"]
 
 
 def bisect_cli(repo: Path, good: str, bad: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
