@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from .criteria import Criterion, Judgement, run_ok, skip_reason
 from .gitrepo import Commit, Worktree
+from .requirements import name_unmet_requirement
 from .search import SKIP, decide
 
 # execute(argv, log_path) -> exit code: one instrument.run invocation
@@ -103,7 +104,7 @@ def judge_commit(plan: Plan, commit: Commit, role: str, execute: Execute = run_i
             if run_ok(run_dir):
                 j = plan.criterion.judge(run_dir)
             else:
-                j = Judgement(SKIP, skip_reason(run_dir, log, root))
+                j = Judgement(SKIP, name_unmet_requirement(skip_reason(run_dir, log, root), plan.repo, commit.sha))
             judgements.append(j)
             runs.append({"dir": str(run_dir.relative_to(plan.out)), "verdict": j.verdict, "reason": j.reason,
                          "exit_code": code, "wall_s": wall})

@@ -212,6 +212,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
 # ---------------------------------------------------------------- pieces
 
 
+def test_a_missing_module_is_named_as_the_commits_unmet_requirement(tmp_path):
+    from instrument.bisect.requirements import name_unmet_requirement, requirement_for
+
+    shas_req = make_repo(tmp_path / "R2", [("reqs", {"requirements.txt": "numpy==2.3.5\nAuralis_Gone>=1.0\n",
+                                                    "auralis-web/backend/requirements.txt": "pyyaml\n"})])
+    r2 = tmp_path / "R2"
+    assert requirement_for(r2, shas_req[0], "auralis_gone") == "Auralis_Gone>=1.0 (requirements.txt)"
+    assert requirement_for(r2, shas_req[0], "yaml") == "pyyaml (auralis-web/backend/requirements.txt)"
+    assert requirement_for(r2, shas_req[0], "scipy") is None
+    reason = "target failed to start: missing module 'auralis_gone' (ModuleNotFoundError: ...)"
+    assert name_unmet_requirement(reason, r2, shas_req[0]).startswith(
+        "unmet requirement Auralis_Gone>=1.0 (requirements.txt): target failed")
+    assert name_unmet_requirement("syntax error", r2, shas_req[0]) == "syntax error"
+
+
 def test_decide():
     assert decide([BAD, BAD]).verdict == BAD
     assert decide([GOOD]).verdict == GOOD
