@@ -53,7 +53,8 @@ def decide(verdicts: Sequence[str], reasons: Sequence[str] = (), *, rule: str = 
             return Decision(v, f"{desc}: majority {v}{tail}", dict(split))
         return Decision(UNCERTAIN, f"{desc}: the repeats disagree{tail}", dict(split))
     v = BAD if judged[BAD] else GOOD
-    return Decision(v, f"{v} in all {n} judged run(s){tail}", dict(split))
+    said = next((r for x, r in zip(verdicts, reasons) if x == v and r), v)
+    return Decision(v, said + (f" (all {n} judged runs)" if n > 1 else "") + tail, dict(split))
 
 
 @dataclass
