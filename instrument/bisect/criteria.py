@@ -46,18 +46,26 @@ def backend_error(log_text: str, root: Path | None = None) -> str | None:
         if not m:
             continue
         exc, msg = m.group(1), (m.group(2) or "").strip()
-        where = ""
-        for j in range(i - 1, max(-1, i - 12), -1):
+        # the frame to name: the innermost one inside the target's checkout
+        # (the line of Auralis that called into scipy), else the innermost
+        frames = []
+        for j in range(i - 1, max(-1, i - 200), -1):
+            if lines[j].startswith("Traceback"):
+                break
             f = _FILE.match(lines[j])
             if f:
-                path = f.group(1)
-                if root is not None:
+                frames.append((f.group(1), f.group(2)))
+        where = ""
+        if frames:
+            path, line = frames[0]
+            if root is not None:
+                for p, ln in frames:
                     try:
-                        path = str(Path(path).resolve().relative_to(root.resolve()))
+                        path, line = str(Path(p).resolve().relative_to(root.resolve())), ln
+                        break
                     except (ValueError, OSError):
-                        pass
-                where = f" at {path}:{f.group(2)}"
-                break
+                        continue
+            where = f" at {path}:{line}"
         text = f"{exc}: {msg}" if msg else exc
         mod = re.search(r"No module named '([^']+)'", msg)
         if exc == "ModuleNotFoundError" and mod:

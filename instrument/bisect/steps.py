@@ -70,6 +70,16 @@ def _keep_leftover(path: Path) -> None:
             p.rename(p.with_name(f"{p.name}.interrupted-{n}"))
 
 
+def _last_exception(run_dir: Path, root: Path) -> str:
+    """The backend's own last word on what went wrong: the cause behind a
+    finding that only names its symptom ("Failed to process audio chunk 0")."""
+    from .criteria import backend_error
+
+    log = run_dir / "target.log"
+    err = backend_error(log.read_text(errors="replace"), root) if log.exists() else None
+    return f"last exception in target.log: {err or 'none'}"
+
+
 def never_started(run_dir: Path) -> bool:
     from instrument.repeat import read_run
 
@@ -103,6 +113,7 @@ def judge_commit(plan: Plan, commit: Commit, role: str, execute: Execute = run_i
                 raise Interrupted(f"interrupted during the run of {commit.short}")
             if run_ok(run_dir):
                 j = plan.criterion.judge(run_dir)
+                j.evidence = j.evidence + [_last_exception(run_dir, root)]
             else:
                 j = Judgement(SKIP, name_unmet_requirement(skip_reason(run_dir, log, root), plan.repo, commit.sha))
             judgements.append(j)

@@ -259,6 +259,12 @@ def test_backend_error_names_the_cause(tmp_path):
     syn = '  File "/r/auralis-web/backend/main.py", line 3\n    def (:\n        ^\nSyntaxError: invalid syntax\n'
     assert backend_error(syn, Path("/r")) == "syntax error (SyntaxError: invalid syntax at auralis-web/backend/main.py:3)"
     assert backend_error("all fine\n") is None
+    deep = ('Traceback (most recent call last):\n  File "/r/auralis/dsp/limiter.py", line 120, in process\n'
+            '    env = maximum_filter1d(x, size=n, origin=n // 2)\n'
+            '  File "/venv/lib/scipy/ndimage/_filters.py", line 1500, in maximum_filter1d\n'
+            "    raise ValueError('invalid origin')\nValueError: invalid origin\n")
+    assert backend_error(deep, Path("/r")) == "ValueError: invalid origin at auralis/dsp/limiter.py:120"
+    assert backend_error(deep) == "ValueError: invalid origin at /venv/lib/scipy/ndimage/_filters.py:1500"
 
 
 def test_metric_criterion_direction(tmp_path):

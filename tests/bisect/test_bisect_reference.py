@@ -96,6 +96,7 @@ def test_names_the_commit_that_switched_the_injection_on(bisected):
     assert any("stream_error" in e and "HIGH" in e for e in res["first_bad"]["evidence"])
     assert any("timed out on chunk" in e for e in res["first_bad"]["evidence"])
     assert res["last_good"]["evidence"][0].startswith("no stream_error finding")
+    assert res["last_good"]["evidence"][-1] == "last exception in target.log: none"
     assert f"first bad commit: {shas[2]}" in r.stdout
 
 
