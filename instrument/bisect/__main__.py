@@ -203,7 +203,7 @@ def bisect(plan: Plan, execute: Execute = run_in_process, say: Callable[[str], N
             search.record(i, step(plan.commits[i], "step")["verdict"])
     except (Interrupted, KeyboardInterrupt) as e:
         state.update(status="interrupted",
-                     message=f"{e or 'interrupted'}; run the same command with --out {plan.out} to resume "
+                     message=f"{e or 'interrupted'}; run the same command with --out {_shorten(str(plan.out))} to resume "
                              "from the bisect log")
         write_reports(plan, log.steps, state)
         raise BisectError(state["message"]) from None
@@ -220,6 +220,12 @@ def bisect(plan: Plan, execute: Execute = run_in_process, say: Callable[[str], N
             + ", ".join(f"{c['short']} ({c.get('verdict', 'untested')})" for c in r["candidates"]))
     say(f"report: {plan.out / 'bisect.md'}")
     return EXIT_FOUND if out.status == "found" else EXIT_RANGE
+
+
+def _shorten(path: str) -> str:
+    """Published text says ~ for the home directory."""
+    home = os.path.expanduser("~")
+    return path.replace(home, "~", 1) if home and home != "/" and path.startswith(home) else path
 
 
 def _precheck_message(plan: Plan, rec: dict[str, Any], which: str) -> str:
