@@ -170,7 +170,7 @@ def bisect(plan: Plan, execute: Execute = run_in_process, say: Callable[[str], N
     n = len(plan.commits)
     say(f"bisecting {n} commit(s) after {plan.good.short} up to {plan.bad.short} for {plan.criterion.describe()}"
         f" ({plan.repeat} run(s) a commit" + ("" if resumed else
-                                             f"; about {Search(n).steps_left() + 1} commits to test, more if some "
+                                             f"; about {Search(n).steps_left() + 2} commits to test, more if some "
                                              "are skipped") + ")")
 
     def step(commit: gitrepo.Commit, role: str) -> dict[str, Any]:
