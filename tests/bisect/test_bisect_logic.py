@@ -293,3 +293,22 @@ def test_finding_criterion_narrowed_by_stream_type_and_location(tmp_path):
 def test_cli_parses(tmp_path):
     assert main(["--good", "a", "--bad", "b", "--scenario", "smoke", "--finding", "x", "--auralis-root",
                  str(tmp_path / "missing"), "--auralis-python", sys.executable]) == 2
+
+
+def test_gate_criterion_reads_the_runs_gate_verdict(tmp_path):
+    from instrument.bisect.criteria import GateCriterion
+
+    gate = GateCriterion(str(tmp_path / "g.toml"))
+    assert gate.run_args() == ["--gate", str(tmp_path / "g.toml")]
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "gate.json").write_text(json.dumps({"rules": [
+        {"status": "failed", "kind": "rule", "expr": "streams_failed == 0", "message": "streams_failed = 2"},
+        {"status": "passed", "kind": "rule", "expr": "underruns == 0"}]}))
+    (run / "run.json").write_text(json.dumps({"verdict": "FAIL", "verdict_reason": "1 rule failed"}))
+    j = gate.judge(run)
+    assert j.verdict == BAD and j.evidence == ["failed: [rule] streams_failed == 0: streams_failed = 2"]
+    (run / "run.json").write_text(json.dumps({"verdict": "PASS", "verdict_reason": "all rules pass"}))
+    assert gate.judge(run).verdict == GOOD
+    (run / "run.json").write_text(json.dumps({"verdict": "INVALID", "verdict_reason": "target died"}))
+    assert gate.judge(run).verdict == SKIP and "target died" in gate.judge(run).reason
