@@ -123,6 +123,13 @@ class Worktree:
         self.repo, self.sha, self.path, self.paths = repo, sha, Path(path), list(paths or [])
 
     def __enter__(self) -> Path:
+        return self.create()
+
+    def __exit__(self, *exc: object) -> bool:
+        self.remove()
+        return False
+
+    def create(self) -> Path:
         remove_worktree(self.repo, self.path)  # a leftover of an interrupted step
         # -f: re-use the name of a worktree of ours whose directory vanished
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,9 +140,8 @@ class Worktree:
             git(self.repo, "worktree", "add", "-f", "--detach", str(self.path), self.sha, timeout=600)
         return self.path
 
-    def __exit__(self, *exc) -> bool:
+    def remove(self) -> None:
         remove_worktree(self.repo, self.path)
-        return False
 
 
 def remove_worktree(repo: Path, path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .criteria import Criterion, Judgement, run_ok, skip_reason
-from .gitrepo import Commit, Worktree
+from .gitrepo import Commit, GitError, Worktree, remove_worktree
 from .requirements import name_unmet_requirement
 from .search import SKIP, decide
 
@@ -98,7 +98,15 @@ def judge_commit(plan: Plan, commit: Commit, role: str, execute: Execute = run_i
     runs: list[dict[str, Any]] = []
     judgements: list[Judgement] = []
     wt_path = plan.out / "worktrees" / commit.short
-    with Worktree(plan.repo, commit.sha, wt_path, plan.paths) as root:
+    wt = Worktree(plan.repo, commit.sha, wt_path, plan.paths)
+    try:
+        root = wt.create()
+    except GitError as e:  # a commit we cannot check out cannot be judged: skipped, with git's reason
+        remove_worktree(plan.repo, wt_path)
+        say(f"    checkout failed: {e}")
+        return {**commit.to_dict(), "role": role, "verdict": SKIP, "reason": f"checkout failed: {e}",
+                "split": {SKIP: 1}, "runs": [], "evidence": [], "wall_s": round(time.monotonic() - t_step, 1)}
+    try:
         for k in range(1, plan.repeat + 1):
             run_dir = plan.out / "runs" / f"{commit.short}-r{k}"
             _keep_leftover(run_dir)
@@ -123,6 +131,8 @@ def judge_commit(plan: Plan, commit: Commit, role: str, execute: Execute = run_i
             # a backend that cannot start will not start on the next try either
             if j.verdict == SKIP and never_started(run_dir):
                 break
+    finally:
+        wt.remove()
     d = decide([j.verdict for j in judgements], [j.reason for j in judgements], rule=plan.rule)
     evidence = next((j.evidence for j in judgements if j.verdict == d.verdict), judgements[0].evidence)
     return {**commit.to_dict(), "role": role, "verdict": d.verdict, "reason": d.reason, "split": d.split,

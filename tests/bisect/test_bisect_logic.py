@@ -135,6 +135,17 @@ def test_good_revision_that_shows_the_finding_stops_with_exit_2(tmp_path):
         run_bisect(plan_for(repo, shas[1], shas[2], tmp_path / "b"))
 
 
+def test_a_commit_that_cannot_be_checked_out_is_skipped_with_gits_reason(tmp_path):
+    repo, shas = history(tmp_path, ["good", "bad"])
+    plan = plan_for(repo, shas[0], shas[1], tmp_path / "b", "--finding", "stream_error",
+                    "--checkout-path", "no/such/dir")
+    with pytest.raises(BisectError, match=r"the good revision \w+ .* cannot be judged \(skip\): checkout failed: "
+                                          r".*no/such/dir"):
+        run_bisect(plan)
+    assert not any((tmp_path / "b" / "worktrees").iterdir())
+    assert git(repo, "worktree", "list").count("\n") == 1
+
+
 def test_bad_revision_that_is_clean_stops_with_exit_2(tmp_path):
     repo, shas = history(tmp_path, ["good", "good", "good"])
     calls = []
