@@ -231,6 +231,10 @@ def _shorten(path: str) -> str:
 
 
 def _precheck_message(plan: Plan, rec: dict[str, Any], which: str) -> str:
+    return _precheck_text(plan, rec, which) + " (the bisect log keeps this result: start over with a new --out)"
+
+
+def _precheck_text(plan: Plan, rec: dict[str, Any], which: str) -> str:
     c = f"{rec['short']} ({rec['subject'][:60]})"
     if which == "good":
         if rec["verdict"] == BAD:

@@ -323,3 +323,13 @@ def test_gate_criterion_reads_the_runs_gate_verdict(tmp_path):
     assert gate.judge(run).verdict == GOOD
     (run / "run.json").write_text(json.dumps({"verdict": "INVALID", "verdict_reason": "target died"}))
     assert gate.judge(run).verdict == SKIP and "target died" in gate.judge(run).reason
+
+
+def test_metric_criterion_takes_the_metrics_direction_unless_told(tmp_path):
+    repo, shas = history(tmp_path, ["good", "bad"])
+    plan = plan_for(repo, shas[0], shas[1], tmp_path / "b", "--metric", "ttfa_p95_ms", "--threshold", "500")
+    assert plan.criterion.to_dict() == {"type": "metric", "metric": "ttfa_p95_ms", "threshold": 500.0,
+                                        "bad_when": "above"}
+    plan = plan_for(repo, shas[0], shas[1], tmp_path / "b", "--metric", "ttfa_p95_ms", "--threshold", "500",
+                    "--bad-when", "below")
+    assert plan.criterion.bad_when == "below"
