@@ -4,6 +4,7 @@ lag percentiles and busy fraction; saturation (busy in many short turns
 under the stall threshold) with the frames that keep the loop busy."""
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,40 @@ def _in_heartbeat(stall: dict[str, Any]) -> bool:
     return bool(stacks) and all(fr and fr[-1].get("function") == "_heartbeat"
                                 and str(fr[-1].get("file", "")).replace("\\", "/").endswith("instrument/agent/watchdog.py")
                                 for fr in stacks)
+
+
+def short_path(path: str) -> str:
+    """A library file by its place in its distribution (`websockets/frames.py`,
+    `stdlib/zlib...`), never by a directory of this machine."""
+    p = str(path).replace("\\", "/")
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in p:
+            return p.split(marker, 1)[1]
+    m = re.search(r"/lib/python\d+\.\d+/(.*)$", p)
+    if m:
+        return "stdlib/" + m.group(1)
+    return p
+
+
+def leaf_frame(stall: dict[str, Any]) -> str | None:
+    """The innermost Python frame the loop thread was in during the stall
+    (`file:function`; a C call such as zlib's shows as its Python caller)."""
+    for st in stall.get("stacks") or []:
+        fr = [f for f in st.get("frames") or [] if not str(f.get("file", "")).endswith("selectors.py")]
+        if fr:
+            f = fr[-1]
+            return f"{f['file'] if f.get('own') else short_path(f['file'])}:{f['function']}"
+    return None
+
+
+def _busy_site(dom: str) -> dict[str, str]:
+    """A busy-sample frame ("file:line function", "(library)" when no target
+    frame was on the stack) as a grouping site: the target frame, or the
+    library frame in leaf form."""
+    if dom.endswith(" (library)"):
+        file_line, _, func = dom.removesuffix(" (library)").partition(" ")
+        return {"leaf": f"{short_path(file_line.rpartition(':')[0])}:{func}"}
+    return {"frame": dom}
 
 
 def _loc_key(loc: dict[str, Any] | None) -> str:
@@ -144,6 +179,7 @@ def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float
             if g0 <= b and g1 >= a and (g1 - g0) >= 0.8 * (b - a):
                 hit_streams.add(sid)
                 worst_gap = max(worst_gap, (g1 - g0) * 1000)
+    leaves = Counter(lf for lf in (leaf_frame(x) for x in items) if lf)
     mx, total = float(d.max()), float(d.sum())
     severity = "HIGH" if mx >= 250 or total >= 2000 else ("MEDIUM" if mx >= 100 or total >= 500 else "LOW")
     nature = ("CPU-bound" if cpu_bound > len(items) / 2 else "waiting (sleep, blocking I/O or a lock)")
@@ -173,6 +209,9 @@ def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float
         figures={"count": len(items), "p50_ms": float(np.percentile(d, 50)), "p99_ms": float(np.percentile(d, 99)),
                  "max_ms": mx, "total_ms": total, "streams_with_gap": len(hit_streams), "cpu_bound": cpu_bound},
         key=key,
+        # the frame the stalls are attributed to and the innermost frames they
+        # were sampled in, for the grouping stage (one send path, one cause)
+        sites=([{"frame": key}] if loc else []) + [{"leaf": lf} for lf, _ in leaves.most_common(3)],
     )
 
 
@@ -250,4 +289,5 @@ def _saturation(run_dir: Path, lag: list[dict[str, Any]], metrics: dict[str, Any
         figures={"busy_fraction": mean_busy, "seconds": len(period),
                  "dominant_share": top[0][1] / max(1, total_busy) if top else 0.0},
         key=f"saturation {dom}",
+        sites=[_busy_site(dom)] if top else [],
     )
