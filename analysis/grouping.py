@@ -99,7 +99,6 @@ def fold(members: list[Finding], cause: str, lead_order: tuple[str, ...] = ()) -
         lead.symptoms += other.symptoms
         lead.artifacts += [a for a in other.artifacts if a not in lead.artifacts]
         lead.sites += [s for s in other.sites if s not in lead.sites]
-        lead.evidence.append(f"same cause, also measured as {other.kind} ({other.severity}): {other.title}")
     return lead
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .grouping import group_findings
+from .locate import locate_findings
 from .model import Finding, assign_ids, count_by_severity, dump_findings
 from .severity import apply_severity_rules
 from .rundir import FINDINGS, METRICS, read_json
@@ -54,7 +55,7 @@ def analyse_run(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
         metrics.update(m)
     # one defect, one finding: symptoms that share a cause are folded, then
     # severity and section (target or environment) follow the audit's table
-    findings = apply_severity_rules(group_findings(findings), run_dir, metrics)
+    findings = apply_severity_rules(locate_findings(group_findings(findings), run_dir), run_dir, metrics)
     findings = assign_ids(findings)
     counts = count_by_severity(f for f in findings if f.counts_against_gate)
     metrics["findings.environment"] = sum(1 for f in findings if not f.counts_against_gate)

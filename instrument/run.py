@@ -222,6 +222,8 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
             _invalid(run, f"target failed to start: {e}")
             raise RunError(f"target failed to start: {e}" + (f"\n--- target.log (tail) ---\n{tail}" if tail else "")) from None
         run.doc["timings"]["startup_s"] = round(waited, 3)
+        # wall clock of the first health answer: loop stalls before it are startup, not serving
+        run.doc["timings"]["health_answered_at"] = time.time()
         run.doc["target"].update(_agent_info(run.dir))
         if monitor_port:
             print(f"aiomonitor: attach with `python -m aiomonitor.cli -H 127.0.0.1 -p {monitor_port}`", file=console)
@@ -356,7 +358,7 @@ def compare_compression(args: argparse.Namespace) -> int:
 def _gate(run_dir, doc, findings, gate_file, baseline, no_gate, target_root):
     from analysis.model import count_by_severity
 
-    counts = count_by_severity(findings)
+    counts = count_by_severity(f for f in findings if f.counts_against_gate)
     if not no_gate:
         try:
             from reports import gate
@@ -394,7 +396,7 @@ def _render(run_dir: Path, audit_dir: str | None) -> list[Path]:
 def _print_summary(run_dir, doc, findings, metrics, verdict, reason, gate_lines, paths) -> None:
     from analysis.model import count_by_severity
 
-    counts = count_by_severity(findings)
+    counts = count_by_severity(f for f in findings if f.counts_against_gate)
     out = sys.stdout
     print("", file=out)
     print(f"scenario {doc.get('scenario')} on {doc.get('target', {}).get('kind')}"
@@ -407,7 +409,8 @@ def _print_summary(run_dir, doc, findings, metrics, verdict, reason, gate_lines,
     print("  " + ", ".join(f"{k} {v}" for k, v in figs if v is not None), file=out)
     print("  findings: " + ", ".join(f"{counts[s]} {s}" for s in counts), file=out)
     for f in findings[:12]:
-        print(f"    {f.id} {f.severity:<8} {f.title} [{f.location.render()}]", file=out)
+        env = " (environment, not gated)" if not f.counts_against_gate else ""
+        print(f"    {f.id} {f.severity:<8} {f.title} [{f.location.render()}]{env}", file=out)
     if len(findings) > 12:
         print(f"    ... {len(findings) - 12} more in the report", file=out)
     for line in gate_lines:

@@ -105,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         _fail(f"cannot import {a.app}: {type(e).__name__}: {e}")
 
+    # measured locations: the route table the app runs, where it sends each
+    # WebSocket message type (instrument/agent/sites.py)
+    from .sites import CodeRoots, WebSocketSites, write_routes
+
+    code_roots = CodeRoots(roots)
+    WebSocketSites(log, code_roots).install()
+
     tracer = None
     if a.trace_memory:
         # after the app's imports (tracing every allocation of numpy/scipy/fastapi
@@ -151,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
 
     async def serve() -> None:
         watchdog.start(loop)
+        try:  # the routes exist once the app is imported (routers included at import time)
+            write_routes(app, code_roots, out)
+        except Exception as e:  # a route table we cannot read costs locations, never the run
+            print(f"agent: could not read the app's routes: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         monitor = None
         if a.monitor_port:
             from .console import start_monitor
