@@ -123,90 +123,112 @@ def _span(f: Finding) -> float | None:
 
 
 def _same_cause_audio(a: Finding, b: Finding) -> bool:
-    """Two content-change symptoms of one family are one cause when they share
-    boundaries, or (across stream types: one piece of chunking code) when the
+    """Two content-change symptoms are one cause when they measure the same
+    boundaries (a repeat and a loss at one join are two detectors disagreeing
+    on its one net offset, so they are one family here), or, across stream
+    types (one piece of chunking code), when they are the same kind and the
     change per boundary is the same size."""
-    if FAMILY_OF[a.kind] != FAMILY_OF[b.kind]:
+    fa, fb = FAMILY_OF[a.kind], FAMILY_OF[b.kind]
+    jump = ("repeat", "loss")
+    if fa != fb and not (fa in jump and fb in jump):
         return False
     na, nb = len(_boundary_sites(a)), len(_boundary_sites(b))
     if na and nb and _shared_sites(a, b) * 2 >= min(na, nb):
         return True
-    sa, sb = _span(a), _span(b)
-    if sa is None or sb is None or a.kind not in ("repeated_audio", "missing_audio", "repeated_samples",
-                                                   "dropped_samples") or b.kind != a.kind:
+    if a.kind != b.kind:
         return False
+    sa, sb = _span(a), _span(b)
+    if sa is None or sb is None:
+        return True  # silence, level: the same kind at the joins of both paths
     return abs(sa - sb) <= SPAN_TOLERANCE * max(abs(sa), abs(sb), 1.0)
 
 
 def _length_follows(length: Finding, group: list[Finding], family: str) -> bool:
+    """A stream-length mismatch follows from a repeat (longer) or a loss
+    (shorter) when its sign agrees and it is a whole number of the
+    per-boundary span: on a stream of the group, or exactly so elsewhere."""
     sign = LENGTH_SIGN.get(family)
     if sign is None:
         return False
-    spans = [abs(s) for s in (_span(f) for f in group if f.kind in ("repeated_audio", "missing_audio",
-                                                                    "repeated_samples", "dropped_samples"))
+    spans = [abs(s) for s in (_span(f) for f in group if FAMILY_OF.get(f.kind) in ("repeat", "loss"))
              if s is not None and s != 0]
     if not spans:
         return False
-    span = max(spans)
     streams = {st for f in group for st, _ in _boundary_sites(f)}
     for s in length.sites:
         v = s.get("value")
-        if v is None or s.get("stream") not in streams or v * sign <= 0:
+        if v is None or v * sign <= 0:
             continue
-        k = round(abs(v) / span)
-        if k >= 1 and abs(abs(v) - k * span) <= max(SPAN_TOLERANCE * abs(v), 2.0):
-            return True
+        for span in spans:
+            k = round(abs(v) / span)
+            if k < 1:
+                continue
+            err = abs(abs(v) - k * span)
+            if (s.get("stream") in streams and err <= max(SPAN_TOLERANCE * abs(v), 2.0)) or (span >= 100 and err <= 2.0):
+                return True
+    return False
+
+
+WEAK = ("level_step", "spectral_step")  # a content change can show as a level step at its joins
+AUDIO_LEAD = ("crossfade_dip", "repeated_audio", "missing_audio", "gap", "repeated_samples", "dropped_samples",
+              "level_step", "spectral_step", "click", "length_mismatch")
+
+
+def _cluster(items: list[Finding], same) -> list[list[Finding]]:
+    u = _Union(len(items))
+    for i, a in enumerate(items):
+        for j in range(i + 1, len(items)):
+            if same(a, items[j]):
+                u.join(i, j)
+    return [[items[i] for i in g] for g in u.groups()]
+
+
+def _attach(groups: list[list[Finding]], f: Finding) -> bool:
+    """Add f to the group with which it shares most boundaries (at least half of its own)."""
+    scores = [sum(_shared_sites(f, m) for m in g) for g in groups]
+    if not scores:
+        return False
+    best = max(range(len(groups)), key=lambda i: scores[i])
+    if scores[best] and scores[best] * 2 >= max(1, len(_boundary_sites(f))):
+        groups[best].append(f)
+        return True
     return False
 
 
 def _group_audio(items: list[Finding]) -> list[Finding]:
-    primaries = [f for f in items if f.kind in FAMILY_OF]
-    clicks = [f for f in items if f.kind == "click"]
+    strong = [f for f in items if f.kind in FAMILY_OF and f.kind not in WEAK]
+    groups = _cluster(strong, _same_cause_audio)
+    loose = [f for f in items if f.kind in WEAK and not _attach(groups, f)]
+    groups += _cluster(loose, _same_cause_audio)
+    clicks = [f for f in items if f.kind == "click" and not _attach(groups, f)]
+    # clicks alone: one cause at the joins, on whichever paths show it
+    groups += [clicks] if clicks else []
+    families = []
+    for g in groups:
+        lead = min(g, key=lambda f: AUDIO_LEAD.index(f.kind) if f.kind in AUDIO_LEAD else len(AUDIO_LEAD))
+        families.append(FAMILY_OF.get(lead.kind, lead.kind))
     lengths = [f for f in items if f.kind == "length_mismatch"]
-    u = _Union(len(primaries))
-    for i, a in enumerate(primaries):
-        for j in range(i + 1, len(primaries)):
-            if _same_cause_audio(a, primaries[j]):
-                u.join(i, j)
-    groups = [[primaries[i] for i in g] for g in u.groups()]
-    families = [FAMILY_OF[g[0].kind] for g in groups]
-    # consequences join the group whose boundaries (or length arithmetic) they share
-    loose: list[Finding] = []
-    for c in clicks:
-        best = max(range(len(groups)), key=lambda gi: sum(_shared_sites(c, f) for f in groups[gi]), default=None)
-        if best is not None and sum(_shared_sites(c, f) for f in groups[best]) * 2 >= max(1, len(_boundary_sites(c))):
-            groups[best].append(c)
-        else:
-            loose.append(c)
+    loose_lengths = []
     for ln in lengths:
         hit = next((gi for gi, g in enumerate(groups) if _length_follows(ln, g, families[gi])), None)
         if hit is None:
-            loose.append(ln)
+            loose_lengths.append(ln)
         else:
             groups[hit].append(ln)
+    if loose_lengths:  # a length mismatch of its own: one per direction (too long, too short)
+        by_sign: dict[bool, list[Finding]] = defaultdict(list)
+        for ln in loose_lengths:
+            vals = [s.get("value") for s in ln.sites if s.get("value") is not None]
+            by_sign[bool(vals) and float(vals[0]) > 0].append(ln)
+        for longer, g in sorted(by_sign.items()):
+            groups.append(g)
+            families.append("length_long" if longer else "length_short")
     out = []
     seen: dict[str, int] = defaultdict(int)
     for g, fam in zip(groups, families):
         seen[fam] += 1
         cause = f"audio:{fam}" if seen[fam] == 1 else f"audio:{fam}:{seen[fam]}"
-        out.append(fold(g, cause, BOUNDARY_FAMILIES[fam] + ("click", "length_mismatch")))
-    # lone clicks and lengths merge among themselves by the same rules
-    for kind in ("click", "length_mismatch"):
-        same = [f for f in loose if f.kind == kind]
-        if not same:
-            continue
-        if kind == "click":
-            u2 = _Union(len(same))
-            for i, a in enumerate(same):
-                for j in range(i + 1, len(same)):
-                    if _shared_sites(a, same[j]):
-                        u2.join(i, j)
-            clusters = [[same[i] for i in g] for g in u2.groups()]
-        else:
-            clusters = [[f] for f in same]
-        for cl in clusters:
-            out.append(fold(cl, f"audio:{kind}:{_stype(cl[0])}" if kind == "length_mismatch" or len(clusters) > 1
-                            else f"audio:{kind}"))
+        out.append(fold(g, cause, AUDIO_LEAD))
     return out
 
 
@@ -251,7 +273,9 @@ def normalise_error(text: str) -> str:
 
 def _group_errors(items: list[Finding]) -> list[Finding]:
     u = _Union(len(items))
-    errs = [{normalise_error(s["error"]) for s in f.sites if s.get("error")} for f in items]
+    # the same error text, or the same probe inputs answered wrongly in two ways
+    errs = [{normalise_error(s["error"]) for s in f.sites if s.get("error")}
+            | {f"probe {s['probe']}" for s in f.sites if s.get("probe")} for f in items]
     for i in range(len(items)):
         for j in range(i + 1, len(items)):
             if errs[i] & errs[j]:
@@ -263,7 +287,8 @@ def _group_errors(items: list[Finding]) -> list[Finding]:
             out.append(members[0])
             continue
         common = sorted(set.intersection(*[errs[i] for i in g]) or errs[g[0]])
-        out.append(fold(members, f"error:{common[0]}"))
+        members.sort(key=lambda m: severity_rank(m.severity))  # the most severe leads
+        out.append(fold(members, f"error:{common[0]}", tuple(m.kind for m in members)))
     return out
 
 

@@ -516,10 +516,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:<18} {s.description} [{s.duration_s:.0f} s; {users}]")
         return 0
     if args.list_injections:
-        from instrument.reference.injections import INJECTIONS
+        from instrument.reference.injections import INJECTIONS, describe
 
-        for k, v in INJECTIONS.items():
-            print(f"{k:<22} {v}")
+        for k in INJECTIONS:
+            print(f"{k:<22} {describe(k)}")
         return 0
     if args.finish:
         return _finish_existing(args)

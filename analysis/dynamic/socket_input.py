@@ -110,7 +110,8 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
             location=Location(route=f"/ws {first.get('msg_type')}", scenario=scenario,
                               stream=f"socket_input {first.get('name')}"),
             evidence=[line for _, line in items[:8]], figures={"cases": len(items)}, key=name,
-            sites=[{"read": first.get("msg_type")}],
+            # the same bad messages misbehaving twice (silence, then a dead connection) are one defect
+            sites=[{"read": first.get("msg_type")}, {"probe": ",".join(sorted(c.get("name", "?") for c, _ in items))}],
         ))
     burst = next((c for c in cases if c.get("name") == "burst"), None)
     if burst and burst.get("accepted") is not None:

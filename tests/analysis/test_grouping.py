@@ -65,10 +65,28 @@ def test_a_click_at_other_boundaries_and_a_length_that_does_not_add_up_stay_apar
 
 
 def test_two_causes_at_the_same_boundaries_stay_two():
-    # a level step and a repeat at the same joins: different content changes
+    # silence and a repeat at the same joins: different content changes
     items = _repeat_symptoms(with_click=False, with_length=False)
-    items.append(_f("level_step", severity="MEDIUM", sites=_bsites("s1", [15.0, 30.0])))
-    assert sorted(f.kind for f in group_findings(items)) == ["level_step", "repeated_audio"]
+    items.append(_f("gap", sites=_bsites("s1", [15.0, 30.0], None)))
+    assert sorted(f.kind for f in group_findings(items)) == ["gap", "repeated_audio"]
+
+
+def test_a_level_step_at_the_joins_of_a_gap_is_its_symptom_and_elsewhere_its_own():
+    gap = _f("gap", sites=_bsites("s1", [15.0, 30.0]))
+    same = _f("level_step", severity="MEDIUM", sites=_bsites("s1", [15.01, 30.01]))
+    [g] = group_findings([gap, same])
+    assert g.kind == "gap" and [s["kind"] for s in g.symptoms] == ["level_step"]
+    gap = _f("gap", sites=_bsites("s1", [15.0, 30.0]))
+    other = _f("level_step", severity="MEDIUM", sites=_bsites("s1", [20.0, 40.0]))
+    assert sorted(f.kind for f in group_findings([gap, other])) == ["gap", "level_step"]
+
+
+def test_a_repeat_and_a_loss_measured_at_one_join_are_one_cause():
+    # continuity says 64 frames lost, alignment misreads the same join as 8 repeated
+    exact = _f("missing_audio", sites=_bsites("s1", [15.0, 30.0], -64))
+    misread = _f("repeated_samples", sites=_bsites("s1", [29.9986], 8))
+    [g] = group_findings([exact, misread])
+    assert g.kind == "missing_audio" and g.cause == "audio:loss"
 
 
 def test_drop_found_by_continuity_and_alignment_is_one():
