@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .cpu_share import who_took_the_cpu
 from .model import Finding, Location
 from .rundir import AGENT, LOAD, iter_jsonl, list_streams, read_json
 
@@ -203,6 +204,10 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
                    loop_host_stall_total_ms=round(sum(float(s["duration_ms"]) for s in host_stalls), 1),
                    loop_contention_stall_count=len(contention),
                    loop_contention_stall_total_ms=round(sum(float(s["duration_ms"]) for s in contention), 1))
+    # host stalls: whose threads had the CPU instead (the target's own, or others')
+    starved, cpu_metrics = who_took_the_cpu(run_dir, host_stalls)
+    findings += starved
+    metrics.update(cpu_metrics)
     if contention and (len(contention) >= CONTENTION_MIN_COUNT
                        or metrics["loop_contention_stall_total_ms"] >= CONTENTION_MIN_TOTAL_MS):
         findings.append(_contention_finding(contention, scenario))

@@ -32,7 +32,7 @@ LIBRARY_STALL_HIGH_MS = 1000.0
 # what the client measures and a load generator out of CPU distorts
 CLIENT_TIMING = ("slow_time_to_first_audio", "playback_underrun")
 LOADGEN_SATURATED_PERCENT = 95.0
-ENVIRONMENT_KINDS = ("loop_contention",)
+ENVIRONMENT_KINDS = ("loop_contention", "loop_starved_by_host")
 DSP_SUBSTITUTED = ("absent", "stand-in")
 
 

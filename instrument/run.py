@@ -24,6 +24,7 @@ from scenarios import catalogue
 
 from . import loadgen
 from .procs import OwnedProcess, free_port, port_in_use, stop_all, wait_for_health
+from .cpu_threads import CPU_THREADS, ThreadCpuSampler
 from .sampler import ProcessSampler
 from .targets import DEFAULT_STANDIN, PROJECT_ROOT, TargetError, auralis_target, reference_target
 
@@ -186,6 +187,7 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
     t_start = time.monotonic()
     target_proc: OwnedProcess | None = None
     sampler = None
+    cpu_sampler = None  # per-thread CPU, for host stalls: who took the CPU (instrument/cpu_threads.py)
     load_samplers: list[ProcessSampler] = []
     load: loadgen.LoadRun | None = None
     console = sys.stderr
@@ -228,6 +230,7 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
         if monitor_port:
             print(f"aiomonitor: attach with `python -m aiomonitor.cli -H 127.0.0.1 -p {monitor_port}`", file=console)
         sampler = ProcessSampler(target_proc.pid, run.dir / "samples.jsonl").start()
+        cpu_sampler = ThreadCpuSampler(target_proc.pid, run.dir / CPU_THREADS).start()
         # -- library ----------------------------------------------------------
         t0 = time.monotonic()
         try:
@@ -253,6 +256,7 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
                                         ("loadgen_samples.jsonl" if i == 0 else f"loadgen_samples-worker-{i - 1}.jsonl")
                                         ).start()
                          for i, p in enumerate(load.procs)]
+        cpu_sampler.set_load_generator([p.pid for p in load.procs])
         from .progress import Progress
 
         with Progress(run.dir, run.duration, quiet=args.quiet) as prog:
@@ -308,6 +312,8 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
                     _invalid(run, f"target died mid-run (exit code {rc})")
             if sampler:
                 sampler.stop()
+            if cpu_sampler:
+                cpu_sampler.stop()
             stop_all()
     if run.doc["status"] == "running":
         run.doc["status"] = "ok"

@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
     code_roots = CodeRoots(roots)
     WebSocketSites(log, code_roots).install()
+    from .thread_names import start as record_thread_names
+
+    record_thread_names(log)
 
     tracer = None
     if a.trace_memory:
