@@ -88,6 +88,15 @@ def _running(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _outside_callbacks(stall: dict[str, Any]) -> bool:
+    """No stack sample found the loop thread in any Python callback (only the
+    agent's run_until_complete: it was in native code, most often waiting to
+    take the GIL back from another thread), or the watchdog itself got no
+    CPU to take a sample: no line of the target held the loop."""
+    stacks = stall.get("stacks") or []
+    return not any(_running(st.get("frames") or []) for st in stacks)
+
+
 def leaf_frame(stall: dict[str, Any]) -> str | None:
     """The innermost Python frame the loop thread was in during the stall
     (`file:function`; a C call such as zlib's shows as its Python caller)."""
@@ -195,7 +204,7 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     host_stalls = [s for s in stalls if s not in gc_stalls
                    and (s.get("runq_wait_ms") or 0) >= HOST_SHARE * s.get("duration_ms", 0)]
     contention = [s for s in stalls if s not in gc_stalls and s not in host_stalls
-                  and (_in_heartbeat(s) or _starved(s))]
+                  and (_in_heartbeat(s) or _starved(s) or _outside_callbacks(s))]
     user_stalls = [s for s in stalls if s not in gc_stalls and s not in host_stalls and s not in contention]
     durs = [float(s["duration_ms"]) for s in user_stalls]
     metrics.update(loop_stall_count=len(user_stalls), loop_stall_max_ms=max(durs) if durs else 0.0,
@@ -204,11 +213,12 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
                    loop_host_stall_total_ms=round(sum(float(s["duration_ms"]) for s in host_stalls), 1),
                    loop_contention_stall_count=len(contention),
                    loop_contention_stall_total_ms=round(sum(float(s["duration_ms"]) for s in contention), 1))
-    # host stalls: whose threads had the CPU instead (the target's own, or others')
-    starved, cpu_metrics = who_took_the_cpu(run_dir, host_stalls)
+    # host stalls and contention: whose threads had the CPU instead (the
+    # target's own, or others'); when that is known it replaces the contention summary
+    starved, cpu_metrics = who_took_the_cpu(run_dir, host_stalls + contention)
     findings += starved
     metrics.update(cpu_metrics)
-    if contention and (len(contention) >= CONTENTION_MIN_COUNT
+    if not starved and contention and (len(contention) >= CONTENTION_MIN_COUNT
                        or metrics["loop_contention_stall_total_ms"] >= CONTENTION_MIN_TOTAL_MS):
         findings.append(_contention_finding(contention, scenario))
     gaps = _frame_gaps(run_dir)

@@ -214,3 +214,26 @@ def test_locations_are_measured_from_the_running_app(tmp_path):
     assert ws.location.code_span() == "app/end.py:3"
     assert silent.location.code_span() == "app/ws.py:9"
     assert audio.location.code_span() == "app/proto.py:122" and audio.location.stream == "s1"
+
+
+def test_a_stall_outside_every_python_callback_is_contention_not_a_finding(tmp_path):
+    """The loop thread sampled only in the agent's run_until_complete: native
+    code, most often waiting for the GIL another thread holds; and a stall the
+    watchdog could not sample at all. Neither is a line of the target."""
+    from analysis.loop import analyse_loop
+
+    main = [{"file": "<frozen runpy>", "line": 88, "function": "_run_code", "own": False},
+            {"file": "/x/instrument/agent/__main__.py", "line": 172, "function": "main", "own": False}]
+    own = main + [{"file": "/app/core/send.py", "line": 40, "function": "send_blocking", "own": True}]
+    stalls = [{"t": 1.0 + i, "duration_ms": 150.0, "location": None, "stacks": [{"frames": main}], "gc_ms": 0.0,
+               "cpu_ms": 100.0, "runq_wait_ms": 0.0} for i in range(3)]
+    stalls.append({"t": 9.0, "duration_ms": 120.0, "location": None, "stacks": [], "gc_ms": 0.0, "cpu_ms": 1.0,
+                   "runq_wait_ms": 0.0})
+    stalls.append({"t": 12.0, "duration_ms": 130.0, "stacks": [{"frames": own}], "gc_ms": 0.0, "cpu_ms": 1.0,
+                   "runq_wait_ms": 0.0, "location": {"file": "core/send.py", "line": 40, "function": "send_blocking"}})
+    (tmp_path / "agent").mkdir()
+    (tmp_path / "agent" / "agent.json").write_text(json.dumps({"stall_threshold_ms": 50}))
+    (tmp_path / "agent" / "stalls.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stalls))
+    findings, metrics = analyse_loop(tmp_path)
+    assert [f.location.function for f in findings if f.kind == "loop_stall"] == ["send_blocking"]
+    assert metrics["loop_contention_stall_count"] == 4 and metrics["loop_stall_count"] == 1
