@@ -76,6 +76,29 @@ def _route_of(f: Finding) -> tuple[str, str] | None:
     return method.upper(), path.split("?")[0]
 
 
+def _types_by_frame(sites: dict[tuple[str, str], list[list[dict[str, Any]]]]) -> dict[tuple[str, str], set[str]]:
+    """(file, function) -> every message type sent with that frame on the stack."""
+    types: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for (kind, mtype), stacks in sites.items():
+        if kind != "send":
+            continue
+        for frames in stacks:
+            for fr in frames:
+                types[(fr.get("file"), fr.get("function"))].add(mtype)
+    return types
+
+
+def _specific(frames: list[dict[str, Any]], types: dict[tuple[str, str], set[str]]) -> list[dict[str, Any]]:
+    """The stack cut at its frame most specific to this message: the innermost
+    of those that send the fewest message types (a `safe_send` every message
+    goes through, or a connection loop, says nothing about any one of them)."""
+    if not frames:
+        return frames
+    width = [len(types.get((f.get("file"), f.get("function")), ())) or 1 for f in frames]
+    best = max(i for i, w in enumerate(width) if w == min(width))
+    return frames[: best + 1]
+
+
 def _from_frames(frames: list[dict[str, Any]], loc: Location) -> Location:
     inner = frames[-1]
     return Location(file=inner.get("file"), line_start=inner.get("line"), line_end=inner.get("line"),
@@ -90,6 +113,7 @@ def _chain(frames: list[dict[str, Any]]) -> str:
 def locate_findings(findings: list[Finding], run_dir: Path) -> list[Finding]:
     routes = load_routes(run_dir)
     sites = load_ws_sites(run_dir)
+    types = _types_by_frame(sites)
     for f in findings:
         if f.location.has_code:
             continue
@@ -121,6 +145,7 @@ def locate_findings(findings: list[Finding], run_dir: Path) -> list[Finding]:
             where = sites.get(("send", "binary")) or []
             how = "where the target sent the stream's audio frames (first frame of each call site)"
         if where:
+            where = [_specific(w, types) for w in where]
             f.location = _from_frames(where[0], f.location)
             f.evidence.append(f"location: {how}, measured in the running target: {_chain(where[0])}"
                               + (f" (and {len(where) - 1} other call site(s))" if len(where) > 1 else ""))
