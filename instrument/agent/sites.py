@@ -62,8 +62,14 @@ def write_routes(app: Any, roots: CodeRoots, out: Path) -> int:
 
     def walk(routes: Any, prefix: str) -> None:
         for r in routes or []:
-            path = prefix + str(getattr(r, "path", "") or "")
             endpoint = getattr(r, "endpoint", None)
+            effective = getattr(r, "effective_candidates", None)
+            if endpoint is None and callable(effective):
+                # newer FastAPI keeps an included router as one nested entry whose
+                # effective routes carry their full, prefixed path
+                walk(effective(), "")
+                continue
+            path = prefix + str(getattr(r, "path", "") or "")
             sub = getattr(r, "routes", None)
             if endpoint is None and sub is not None:  # a Mount or an included router
                 walk(sub, path)
