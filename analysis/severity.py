@@ -36,6 +36,34 @@ ENVIRONMENT_KINDS = ("loop_contention", "loop_starved_by_host")
 DSP_SUBSTITUTED = ("absent", "stand-in")
 
 
+TTFA_SLOW_MS = 1500.0  # analysis/client.py's threshold
+HOST_SHARE = 0.5  # a stall mostly spent in the run queue: the machine's (analysis/loop.py)
+
+
+def starved_ttfa(run_dir: Path) -> tuple[int, int, float]:
+    """Of the streams slower than TTFA_SLOW_MS to first audio, how many the
+    host explains: the loop waited for a CPU (host stalls) for at least the
+    time by which they were late. Returns (explained, slow, host ms in them)."""
+    from .rundir import AGENT, iter_jsonl, list_streams
+
+    host = [(float(s["t"]), float(s["t"]) + float(s["duration_ms"]) / 1000)
+            for s in iter_jsonl(Path(run_dir) / AGENT / "stalls.jsonl")
+            if (s.get("runq_wait_ms") or 0) >= HOST_SHARE * float(s.get("duration_ms") or 0)]
+    explained = slow = 0
+    total = 0.0
+    for st in list_streams(Path(run_dir)):
+        sent = next((e["t"] for e in st.events if e.get("dir") == "out"), None)
+        first = next((e["t"] for e in st.events if e.get("kind") == "binary"), None)
+        if sent is None or first is None or (first - sent) * 1000 <= TTFA_SLOW_MS:
+            continue
+        slow += 1
+        waited = sum(max(0.0, min(b, first) - max(a, sent)) for a, b in host) * 1000
+        total += waited
+        if waited >= (first - sent) * 1000 - TTFA_SLOW_MS:
+            explained += 1
+    return explained, slow, total
+
+
 def _worst(a: str, b: str) -> str:
     return a if severity_rank(a) <= severity_rank(b) else b
 
@@ -73,6 +101,12 @@ def apply_severity_rules(findings: list[Finding], run_dir: Path | None = None,
         if f.kind in CLIENT_TIMING and loadgen is not None and float(loadgen) >= LOADGEN_SATURATED_PERCENT:
             f.section = "environment"
             why.append(f"the load generator ran out of CPU ({float(loadgen):.0f}%): its timings measure itself")
+        elif f.kind == "slow_time_to_first_audio" and run_dir:
+            explained, slow, waited = starved_ttfa(Path(run_dir))
+            if slow and explained * 2 > slow:
+                f.section = "environment"
+                why.append(f"for {explained} of {slow} slow streams the loop waited for a CPU (host stalls, "
+                           f"{waited:.0f} ms in all) at least as long as they were late: the machine's delay")
         if why:
             f.evidence.append("severity rule: " + "; ".join(why))
     return findings
