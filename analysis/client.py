@@ -298,6 +298,7 @@ def _stream_error_finding(errored: list[Stream], streams: list[Stream], scenario
         evidence=evidence,
         figures={"streams_errored": len(errored), "streams": len(streams), "causes": len(by_cause)},
         key="stream_error",
+        sites=[{"error": c} for c in sorted(by_cause)],
     )
 
 

@@ -167,4 +167,7 @@ def _finding(kind: str, stype: str, items: list[tuple[Stream, dict[str, Any]]], 
         figures={"span_frames": int(common), "span_s": round(common / sr, 6), "max_span_s": round(spans.max() / sr, 6),
                  "boundaries": len(items), "streams": len(streams)},
         key=f"{kind}|{stype}|{common}",
+        # frames added (+, repeated) or lost (-) at each boundary, for the grouping stage
+        sites=[{"stream": s.id, "t": round(float(o["time_s"]), 4), "value": -float(o["delta_frames"])}
+               for s, o in items[:400]],
     )

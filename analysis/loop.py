@@ -4,12 +4,14 @@ lag percentiles and busy fraction; saturation (busy in many short turns
 under the stall threshold) with the frames that keep the loop busy."""
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .cpu_share import who_took_the_cpu
 from .model import Finding, Location
 from .rundir import AGENT, LOAD, iter_jsonl, list_streams, read_json
 
@@ -23,6 +25,17 @@ HOST_SHARE = 0.5  # a stall mostly spent waiting for a CPU is the machine's, not
 # when it adds up.
 CONTENTION_MIN_COUNT = 5
 CONTENTION_MIN_TOTAL_MS = 500.0
+# Startup: stalls before the target first answered its health check served
+# nobody (migrations, imports, scans); they are a startup figure, and a startup
+# this long is a finding of its own.
+STARTUP_LONG_S = 20.0
+# A stall explains a client's frame gap only when they agree: the gap overlaps
+# most of the stall, and is not much longer than it (a 24 s gap is not
+# explained by a 100 ms stall).
+GAP_OVERLAP_SHARE = 0.8
+GAP_SLACK_MS = 100.0
+GAP_LENGTH_RATIO = 2.0
+VISIBLE_GAP_MS = 250.0  # a gap between frames a client can notice
 
 
 # A callback that blocks the loop either computes (the loop thread is on a CPU)
@@ -46,6 +59,96 @@ def _in_heartbeat(stall: dict[str, Any]) -> bool:
     return bool(stacks) and all(fr and fr[-1].get("function") == "_heartbeat"
                                 and str(fr[-1].get("file", "")).replace("\\", "/").endswith("instrument/agent/watchdog.py")
                                 for fr in stacks)
+
+
+def short_path(path: str) -> str:
+    """A library file by its place in its distribution (`websockets/frames.py`,
+    `stdlib/zlib...`), never by a directory of this machine."""
+    p = str(path).replace("\\", "/")
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in p:
+            return p.split(marker, 1)[1]
+    m = re.search(r"/lib/python\d+\.\d+/(.*)$", p)
+    if m:
+        return "stdlib/" + m.group(1)
+    return p
+
+
+def _running(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The frames of code the loop was running: not the agent that runs the
+    server (its frames are the bottom of every stack: a stack with nothing
+    above them was in native code, uvloop's or an extension's), nor the
+    selector it waits in."""
+    out = []
+    for f in frames:
+        path = str(f.get("file", "")).replace("\\", "/")
+        if path.startswith("<frozen") or "/instrument/agent/" in path or path.endswith("selectors.py"):
+            continue
+        out.append(f)
+    return out
+
+
+def _outside_callbacks(stall: dict[str, Any]) -> bool:
+    """No stack sample found the loop thread in any Python callback (only the
+    agent's run_until_complete: it was in native code, most often waiting to
+    take the GIL back from another thread), or the watchdog itself got no
+    CPU to take a sample: no line of the target held the loop."""
+    stacks = stall.get("stacks") or []
+    return not any(_running(st.get("frames") or []) for st in stacks)
+
+
+def leaf_frame(stall: dict[str, Any]) -> str | None:
+    """The innermost Python frame the loop thread was in during the stall
+    (`file:function`; a C call such as zlib's shows as its Python caller)."""
+    for st in stall.get("stacks") or []:
+        fr = _running(st.get("frames") or [])
+        if fr:
+            f = fr[-1]
+            return f"{f['file'] if f.get('own') else short_path(f['file'])}:{f['function']}"
+    return None
+
+
+def _busy_site(dom: str) -> dict[str, str]:
+    """A busy-sample frame ("file:line function", "(library)" when no target
+    frame was on the stack) as a grouping site: the target frame, or the
+    library frame in leaf form."""
+    if dom.endswith(" (library)"):
+        file_line, _, func = dom.removesuffix(" (library)").partition(" ")
+        return {"leaf": f"{short_path(file_line.rpartition(':')[0])}:{func}"}
+    return {"frame": dom}
+
+
+def leaf_location(stall: dict[str, Any]) -> dict[str, Any] | None:
+    """The innermost Python frame as a location (library path shortened)."""
+    for st in stall.get("stacks") or []:
+        fr = _running(st.get("frames") or [])
+        if fr:
+            f = fr[-1]
+            return {"file": f["file"] if f.get("own") else short_path(f["file"]), "line": f.get("line"),
+                    "function": f.get("function")}
+    return None
+
+
+def explains(stall_t: float, stall_ms: float, g0: float, g1: float) -> bool:
+    """Does a stall (start, duration) explain a frame gap (start, end)? Only
+    when overlap and length agree."""
+    a, b = stall_t, stall_t + stall_ms / 1000
+    overlap = max(0.0, min(b, g1) - max(a, g0)) * 1000
+    gap_ms = (g1 - g0) * 1000
+    return overlap >= GAP_OVERLAP_SHARE * stall_ms and gap_ms <= GAP_LENGTH_RATIO * stall_ms + GAP_SLACK_MS
+
+
+def gap_attribution(stalls: list[dict[str, Any]], gaps: list[tuple[str, float, float]]) -> dict[str, float]:
+    """The client-visible gap time (gaps >= VISIBLE_GAP_MS) and the share of it
+    that stalls explain."""
+    visible = [(sid, g0, g1) for sid, g0, g1 in gaps if (g1 - g0) * 1000 >= VISIBLE_GAP_MS]
+    total = sum(g1 - g0 for _, g0, g1 in visible) * 1000
+    explained = 0.0
+    for _, g0, g1 in visible:
+        if any(explains(float(s["t"]), float(s["duration_ms"]), g0, g1) for s in stalls):
+            explained += (g1 - g0) * 1000
+    return {"frame_gap_visible_total_ms": round(total, 1), "frame_gap_explained_by_stalls_ms": round(explained, 1),
+            "frame_gap_explained_by_stalls_fraction": round(explained / total, 4) if total else 0.0}
 
 
 def _loc_key(loc: dict[str, Any] | None) -> str:
@@ -87,13 +190,21 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     if not agent and not stalls:
         return findings, metrics
     threshold = float(agent.get("stall_threshold_ms") or 50.0)
+    timings = run.get("timings") or {}
+    ready_at = timings.get("health_answered_at")
+    startup = [s for s in stalls if ready_at is not None and float(s.get("t", 0)) < float(ready_at)]
+    stalls = [s for s in stalls if s not in startup]
+    metrics.update(loop_startup_stall_count=len(startup),
+                   loop_startup_stall_total_ms=round(sum(float(s["duration_ms"]) for s in startup), 1))
+    if timings.get("startup_s") is not None and float(timings["startup_s"]) >= STARTUP_LONG_S:
+        findings.append(_startup_finding(float(timings["startup_s"]), startup, scenario))
     gc_stalls = [s for s in stalls if s.get("gc_ms", 0) >= GC_SHARE * s.get("duration_ms", 0)]
     # the loop thread was runnable but the machine gave it no CPU: a starved
     # host (noisy CI, the load generator on the same cores), not the line
     host_stalls = [s for s in stalls if s not in gc_stalls
                    and (s.get("runq_wait_ms") or 0) >= HOST_SHARE * s.get("duration_ms", 0)]
     contention = [s for s in stalls if s not in gc_stalls and s not in host_stalls
-                  and (_in_heartbeat(s) or _starved(s))]
+                  and (_in_heartbeat(s) or _starved(s) or _outside_callbacks(s))]
     user_stalls = [s for s in stalls if s not in gc_stalls and s not in host_stalls and s not in contention]
     durs = [float(s["duration_ms"]) for s in user_stalls]
     metrics.update(loop_stall_count=len(user_stalls), loop_stall_max_ms=max(durs) if durs else 0.0,
@@ -102,7 +213,12 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
                    loop_host_stall_total_ms=round(sum(float(s["duration_ms"]) for s in host_stalls), 1),
                    loop_contention_stall_count=len(contention),
                    loop_contention_stall_total_ms=round(sum(float(s["duration_ms"]) for s in contention), 1))
-    if contention and (len(contention) >= CONTENTION_MIN_COUNT
+    # host stalls and contention: whose threads had the CPU instead (the
+    # target's own, or others'); when that is known it replaces the contention summary
+    starved, cpu_metrics = who_took_the_cpu(run_dir, host_stalls + contention)
+    findings += starved
+    metrics.update(cpu_metrics)
+    if not starved and contention and (len(contention) >= CONTENTION_MIN_COUNT
                        or metrics["loop_contention_stall_total_ms"] >= CONTENTION_MIN_TOTAL_MS):
         findings.append(_contention_finding(contention, scenario))
     gaps = _frame_gaps(run_dir)
@@ -111,6 +227,7 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
         groups[_loc_key(s.get("location"))].append(s)
     for key, items in sorted(groups.items(), key=lambda kv: -sum(x["duration_ms"] for x in kv[1])):
         findings.append(_stall_finding(key, items, gaps, threshold, scenario, run.get("target", {}).get("kind")))
+    metrics.update(gap_attribution(user_stalls + host_stalls + contention, gaps))
 
     lag = list(iter_jsonl(run_dir / AGENT / "lag.jsonl"))
     window = _load_window(run_dir)
@@ -139,11 +256,11 @@ def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float
     hit_streams: set[str] = set()
     worst_gap = 0.0
     for x in items:
-        a, b = x["t"], x["t"] + x["duration_ms"] / 1000
         for sid, g0, g1 in gaps:
-            if g0 <= b and g1 >= a and (g1 - g0) >= 0.8 * (b - a):
+            if explains(float(x["t"]), float(x["duration_ms"]), g0, g1) and (g1 - g0) * 1000 >= 0.8 * x["duration_ms"]:
                 hit_streams.add(sid)
                 worst_gap = max(worst_gap, (g1 - g0) * 1000)
+    leaves = Counter(lf for lf in (leaf_frame(x) for x in items) if lf)
     mx, total = float(d.max()), float(d.sum())
     severity = "HIGH" if mx >= 250 or total >= 2000 else ("MEDIUM" if mx >= 100 or total >= 500 else "LOW")
     nature = ("CPU-bound" if cpu_bound > len(items) / 2 else "waiting (sleep, blocking I/O or a lock)")
@@ -151,10 +268,18 @@ def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float
     excerpt = []
     if stack:
         for f in stack["frames"][-8:]:
-            excerpt.append(f"  {f['file']}:{f['line']} {f['function']}")
-    where = f"{loc.get('file')}:{loc.get('line')} {loc.get('function')}" if loc else "library code (no frame of the target's own)"
+            excerpt.append(f"  {f['file'] if f.get('own') else short_path(f['file'])}:{f['line']} {f['function']}")
+    lib = None if loc else leaf_location(items[0])
+    where = (f"{loc.get('file')}:{loc.get('line')} {loc.get('function')}" if loc else
+             f"library code, no frame of the target's own (innermost: {lib['file']}:{lib['line']} {lib['function']})"
+             if lib else "native code: no Python frame of the target or a library on the loop's stack")
+    if lib:  # name the library frame: it is what was measured
+        title = f"Event loop blocked in library code ({lib['function']})"
+        loc = lib
+    else:
+        title = f"Event loop blocked in {loc.get('function') or 'native code'}"
     return Finding(
-        kind="loop_stall", title=f"Event loop blocked in {loc.get('function') or 'library code'}",
+        kind="loop_stall", title=title,
         severity=severity, dimension="Performance",
         description=(f"The event loop was blocked {len(items)} times for more than {threshold:.0f} ms in {where}; "
                      f"the stalls were {nature}. While the loop is blocked no other client is served: no frames, "
@@ -168,11 +293,38 @@ def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float
         evidence=[f"{len(items)} stalls: p50 {np.percentile(d, 50):.0f} ms, p99 {np.percentile(d, 99):.0f} ms, "
                   f"max {mx:.0f} ms, total {total:.0f} ms; {cpu_bound} CPU-bound; GC inside "
                   f"{sum(x.get('gc_ms', 0) for x in items):.0f} ms",
-                  f"{len(hit_streams)} streams saw a frame gap spanning a stall (worst {worst_gap:.0f} ms)",
+                  f"{len(hit_streams)} streams saw a frame gap these stalls explain (overlapping the stall and "
+                  f"at most {GAP_LENGTH_RATIO:g}x its length; worst {worst_gap:.0f} ms)",
                   "stack of the first stall (innermost last):", *excerpt],
         figures={"count": len(items), "p50_ms": float(np.percentile(d, 50)), "p99_ms": float(np.percentile(d, 99)),
                  "max_ms": mx, "total_ms": total, "streams_with_gap": len(hit_streams), "cpu_bound": cpu_bound},
         key=key,
+        # the frame the stalls are attributed to and the innermost frames they
+        # were sampled in, for the grouping stage (one send path, one cause)
+        sites=([{"frame": key}] if not lib and key != "unattributed" else []) + [{"leaf": lf} for lf, _ in leaves.most_common(3)],
+    )
+
+
+def _startup_finding(startup_s: float, stalls: list[dict[str, Any]], scenario: str | None) -> Finding:
+    by_loc: Counter[str] = Counter()
+    for s in stalls:
+        loc = s.get("location") or leaf_location(s) or {}
+        by_loc[f"{loc.get('file')}:{loc.get('line')} {loc.get('function')}"] += float(s["duration_ms"])
+    top = by_loc.most_common(3)
+    total = sum(float(s["duration_ms"]) for s in stalls)
+    return Finding(
+        kind="slow_startup", title=f"Startup takes {startup_s:.0f} s before the first health answer",
+        severity="LOW", dimension="Performance",
+        description=(f"The target answered its health check {startup_s:.1f} s after it was launched; during that "
+                     f"time its loop was blocked {len(stalls)} times ({total:.0f} ms in all). Stalls before the "
+                     "first answer served no client and are counted here, not as loop stalls."),
+        impact="A restart or a scale-up keeps listeners waiting this long.",
+        suggested_fix="Defer or background the slow startup work (scans, migrations) after the server accepts.",
+        location=Location(scenario=scenario),
+        evidence=[f"startup {startup_s:.1f} s (threshold {STARTUP_LONG_S:.0f} s)"]
+        + [f"{ms:.0f} ms blocked in {where}" for where, ms in top],
+        figures={"startup_s": startup_s, "startup_stalls": len(stalls), "startup_stall_total_ms": round(total, 1)},
+        key="startup",
     )
 
 
@@ -250,4 +402,5 @@ def _saturation(run_dir: Path, lag: list[dict[str, Any]], metrics: dict[str, Any
         figures={"busy_fraction": mean_busy, "seconds": len(period),
                  "dominant_share": top[0][1] / max(1, total_busy) if top else 0.0},
         key=f"saturation {dom}",
+        sites=[_busy_site(dom)] if top else [],
     )

@@ -116,6 +116,20 @@ class Finding:
     key: str = ""
     status: str = "NEW"
     id: str = ""  # assigned by assign_ids(): B<dimension>-<n>
+    # Where each instance was observed, in a form the grouping stage compares
+    # (analysis/grouping.py): {"stream", "t", "value"} for audio at a boundary,
+    # {"frame"} for a code frame, {"error"} for an error text.
+    sites: list[dict[str, Any]] = field(default_factory=list)
+    # The findings of other detectors that the grouping stage folded into this
+    # one because they share its cause: each a to_dict() of the symptom, so
+    # every figure survives.
+    symptoms: list[dict[str, Any]] = field(default_factory=list)
+    # The shared cause, set by the grouping stage; when set, the fingerprint is
+    # derived from it and not from whichever symptom leads.
+    cause: str = ""
+    # "target": a defect of the target; "environment": caused by where it ran
+    # (DSP absent or a stand-in, a saturated load generator, a starved host).
+    section: str = "target"
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -125,6 +139,8 @@ class Finding:
 
     @property
     def fingerprint(self) -> str:
+        if self.cause:
+            return hashlib.sha256(f"cause|{self.cause}".encode()).hexdigest()[:16]
         basis = f"{self.kind}|{self.dimension}|{self.key or self.location.render()}"
         return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
@@ -141,7 +157,20 @@ class Finding:
         d.pop("location_text", None)
         loc = d.get("location") or {}
         d["location"] = Location(**{k: v for k, v in loc.items() if k in Location.__dataclass_fields__})
-        return cls(**d)
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    @property
+    def counts_against_gate(self) -> bool:
+        return self.section != "environment"
+
+    def all_figures(self) -> dict[str, float]:
+        """This finding's figures and every symptom's, namespaced by the
+        symptom's kind (`click.worst_magnitude`), so nothing grouped is lost."""
+        out = dict(self.figures)
+        for s in self.symptoms:
+            for k, v in (s.get("figures") or {}).items():
+                out.setdefault(f"{s.get('kind')}.{k}", v)
+        return out
 
 
 def severity_rank(severity: str) -> int:

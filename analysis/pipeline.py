@@ -9,7 +9,10 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from .grouping import group_findings
+from .locate import locate_findings
 from .model import Finding, assign_ids, count_by_severity, dump_findings
+from .severity import apply_severity_rules
 from .rundir import FINDINGS, METRICS, read_json
 
 # (module, function): each returns (findings, metrics)
@@ -50,8 +53,12 @@ def analyse_run(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
         m = dict(m)
         samples.update(m.pop("samples", {}) or {})
         metrics.update(m)
+    # one defect, one finding: symptoms that share a cause are folded, then
+    # severity and section (target or environment) follow the audit's table
+    findings = apply_severity_rules(locate_findings(group_findings(findings), run_dir), run_dir, metrics)
     findings = assign_ids(findings)
-    counts = count_by_severity(findings)
+    counts = count_by_severity(f for f in findings if f.counts_against_gate)
+    metrics["findings.environment"] = sum(1 for f in findings if not f.counts_against_gate)
     for sev, n in counts.items():
         metrics[f"findings.{sev}"] = n
     metrics["findings.total"] = len(findings)

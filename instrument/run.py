@@ -24,6 +24,7 @@ from scenarios import catalogue
 
 from . import loadgen
 from .procs import OwnedProcess, free_port, port_in_use, stop_all, wait_for_health
+from .cpu_threads import CPU_THREADS, ThreadCpuSampler
 from .sampler import ProcessSampler
 from .targets import DEFAULT_STANDIN, PROJECT_ROOT, TargetError, auralis_target, reference_target
 
@@ -186,6 +187,7 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
     t_start = time.monotonic()
     target_proc: OwnedProcess | None = None
     sampler = None
+    cpu_sampler = None  # per-thread CPU, for host stalls: who took the CPU (instrument/cpu_threads.py)
     load_samplers: list[ProcessSampler] = []
     load: loadgen.LoadRun | None = None
     console = sys.stderr
@@ -222,10 +224,13 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
             _invalid(run, f"target failed to start: {e}")
             raise RunError(f"target failed to start: {e}" + (f"\n--- target.log (tail) ---\n{tail}" if tail else "")) from None
         run.doc["timings"]["startup_s"] = round(waited, 3)
+        # wall clock of the first health answer: loop stalls before it are startup, not serving
+        run.doc["timings"]["health_answered_at"] = time.time()
         run.doc["target"].update(_agent_info(run.dir))
         if monitor_port:
             print(f"aiomonitor: attach with `python -m aiomonitor.cli -H 127.0.0.1 -p {monitor_port}`", file=console)
         sampler = ProcessSampler(target_proc.pid, run.dir / "samples.jsonl").start()
+        cpu_sampler = ThreadCpuSampler(target_proc.pid, run.dir / CPU_THREADS).start()
         # -- library ----------------------------------------------------------
         t0 = time.monotonic()
         try:
@@ -251,6 +256,7 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
                                         ("loadgen_samples.jsonl" if i == 0 else f"loadgen_samples-worker-{i - 1}.jsonl")
                                         ).start()
                          for i, p in enumerate(load.procs)]
+        cpu_sampler.set_load_generator([p.pid for p in load.procs])
         from .progress import Progress
 
         with Progress(run.dir, run.duration, quiet=args.quiet) as prog:
@@ -306,6 +312,8 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
                     _invalid(run, f"target died mid-run (exit code {rc})")
             if sampler:
                 sampler.stop()
+            if cpu_sampler:
+                cpu_sampler.stop()
             stop_all()
     if run.doc["status"] == "running":
         run.doc["status"] = "ok"
@@ -356,7 +364,7 @@ def compare_compression(args: argparse.Namespace) -> int:
 def _gate(run_dir, doc, findings, gate_file, baseline, no_gate, target_root):
     from analysis.model import count_by_severity
 
-    counts = count_by_severity(findings)
+    counts = count_by_severity(f for f in findings if f.counts_against_gate)
     if not no_gate:
         try:
             from reports import gate
@@ -394,7 +402,7 @@ def _render(run_dir: Path, audit_dir: str | None) -> list[Path]:
 def _print_summary(run_dir, doc, findings, metrics, verdict, reason, gate_lines, paths) -> None:
     from analysis.model import count_by_severity
 
-    counts = count_by_severity(findings)
+    counts = count_by_severity(f for f in findings if f.counts_against_gate)
     out = sys.stdout
     print("", file=out)
     print(f"scenario {doc.get('scenario')} on {doc.get('target', {}).get('kind')}"
@@ -407,7 +415,8 @@ def _print_summary(run_dir, doc, findings, metrics, verdict, reason, gate_lines,
     print("  " + ", ".join(f"{k} {v}" for k, v in figs if v is not None), file=out)
     print("  findings: " + ", ".join(f"{counts[s]} {s}" for s in counts), file=out)
     for f in findings[:12]:
-        print(f"    {f.id} {f.severity:<8} {f.title} [{f.location.render()}]", file=out)
+        env = " (environment, not gated)" if not f.counts_against_gate else ""
+        print(f"    {f.id} {f.severity:<8} {f.title} [{f.location.render()}]{env}", file=out)
     if len(findings) > 12:
         print(f"    ... {len(findings) - 12} more in the report", file=out)
     for line in gate_lines:
@@ -513,10 +522,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:<18} {s.description} [{s.duration_s:.0f} s; {users}]")
         return 0
     if args.list_injections:
-        from instrument.reference.injections import INJECTIONS
+        from instrument.reference.injections import INJECTIONS, describe
 
-        for k, v in INJECTIONS.items():
-            print(f"{k:<22} {v}")
+        for k in INJECTIONS:
+            print(f"{k:<22} {describe(k)}")
         return 0
     if args.finish:
         return _finish_existing(args)

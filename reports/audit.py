@@ -61,7 +61,10 @@ def render_audit(ctx: RunContext) -> str:
     for s in SEVERITIES:
         ids = ", ".join(f.id for f in findings if f.severity == s) or "—"
         out.append(f"| {s} | {counts[s]} | {ids} |")
-    out.append(f"| **Total** | **{len(findings)}** | |")
+    out.append(f"| **Total** | **{sum(counts.values())}** | |")
+    if ctx.environment:
+        out.append(f"| Environment (not counted) | {len(ctx.environment)} | "
+                   f"{', '.join(f.id for f in ctx.environment)} |")
     out.append("")
     if ctx.problems:
         out.append("### Run problems")
@@ -81,6 +84,16 @@ def render_audit(ctx: RunContext) -> str:
         out.append(f"## {sev}")
         out.append("")
         for f in sorted(group, key=lambda f: (dimension_number(f.dimension), f.id)):
+            out.extend(finding_block(ctx, f))
+            out.append("---")
+            out.append("")
+    if ctx.environment:
+        out.append("## Environment")
+        out.append("")
+        out.append("Caused by where the backend ran (a DSP module absent or replaced, a saturated load generator, "
+                   "a starved host), not by the backend; not counted by the gate.")
+        out.append("")
+        for f in ctx.environment:
             out.extend(finding_block(ctx, f))
             out.append("---")
             out.append("")

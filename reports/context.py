@@ -41,7 +41,14 @@ class RunContext:
 
     @property
     def counts(self) -> dict[str, int]:
-        return count_by_severity(self.findings)
+        """Counts of the target's findings (the environment's are apart)."""
+        return count_by_severity(f for f in self.findings if f.counts_against_gate)
+
+    @property
+    def environment(self) -> list[Finding]:
+        """Findings the environment caused (DSP absent or a stand-in, a
+        saturated load generator, a starved host): shown apart, not gated."""
+        return [f for f in self.findings if not f.counts_against_gate]
 
     @property
     def date(self) -> str:
@@ -76,7 +83,7 @@ class RunContext:
         return str(s or "")
 
     def by_severity(self) -> dict[str, list[Finding]]:
-        return {s: [f for f in self.findings if f.severity == s] for s in SEVERITIES}
+        return {s: [f for f in self.findings if f.severity == s and f.counts_against_gate] for s in SEVERITIES}
 
     def publication(self, f: Finding) -> dict[str, Any]:
         """What publishing recorded for this finding (empty if never published)."""

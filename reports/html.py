@@ -34,6 +34,8 @@ def _finding_view(ctx: RunContext, f: Finding) -> dict[str, Any]:
         else:
             others.append(r(a))
     evidence = [r(str(e)) for e in f.evidence]
+    evidence += [r(f"symptom of the same cause: {s.get('kind')} ({s.get('severity')}): {s.get('title')} "
+                   f"[{s.get('location_text') or 'run-wide'}]") for s in f.symptoms]
     return {
         "id": f.id,
         "title": r(f.title),
@@ -56,6 +58,8 @@ def render_html(ctx: RunContext) -> str:
     v = ctx.verdict()
     views = {f.fingerprint + f.id: _finding_view(ctx, f) for f in ctx.findings}
     groups = [(sev, [views[f.fingerprint + f.id] for f in fs]) for sev, fs in ctx.by_severity().items() if fs]
+    if ctx.environment:  # shown apart: the environment's, not the target's
+        groups.append(("ENVIRONMENT", [views[f.fingerprint + f.id] for f in ctx.environment]))
     rules = []
     for rule in (ctx.gate or {}).get("rules") or []:
         rules.append(

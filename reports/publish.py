@@ -110,7 +110,8 @@ def publish(ctx: RunContext, gh: GitHub, *, dry_run: bool = False, log: Callable
     by_number = {i["number"]: i for i in issues}
     bodies: dict[str, str] = {}
     labels_ready = dry_run
-    pending = list(ctx.findings)
+    # the environment's findings are not the target's defects: never filed against it
+    pending = [f for f in ctx.findings if f.counts_against_gate]
     while pending:
         f = pending.pop(0)
         try:

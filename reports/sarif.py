@@ -37,14 +37,22 @@ def _result(f: Finding) -> dict[str, Any]:
     text = f"{f.id}: {f.title}. {f.description}"
     if f.figures:
         text += " Measured: " + ", ".join(f"{k}={fmt_number(v)}" for k, v in f.figures.items()) + "."
+    if f.symptoms:
+        text += " Symptoms of the same cause: " + "; ".join(
+            f"{s.get('kind')} ({s.get('severity')}): {s.get('title')}" for s in f.symptoms) + "."
+    if f.section == "environment":
+        text += " Caused by the environment the target ran in; not counted by the gate."
     physical = {"artifactLocation": {"uri": str(loc.file).lstrip("/"), "uriBaseId": "SRCROOT"}, "region": region}
     result: dict[str, Any] = {
         "ruleId": f.kind,
-        "level": _LEVEL[f.severity],
+        "level": "note" if f.section == "environment" else _LEVEL[f.severity],
         "message": {"text": text},
         "locations": [{"physicalLocation": physical}],
         "partialFingerprints": {"earshotFingerprint/v1": f.fingerprint},
-        "properties": {"id": f.id, "severity": f.severity, "dimension": f.dimension, "figures": f.figures},
+        "properties": {"id": f.id, "severity": f.severity, "dimension": f.dimension, "figures": f.figures,
+                       "section": f.section,
+                       "symptoms": [{"kind": s.get("kind"), "severity": s.get("severity"), "title": s.get("title"),
+                                     "figures": s.get("figures") or {}} for s in f.symptoms]},
     }
     if loc.function:
         result["locations"][0]["logicalLocations"] = [{"name": loc.function, "kind": "function"}]

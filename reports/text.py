@@ -59,6 +59,12 @@ def evidence_md(f: Finding, *, indent: str = "  ", artifacts_note: str = "run di
             lines.append(f"{indent}```")
         else:
             lines.append(f"{indent}- {item}")
+    if f.symptoms:
+        lines.append(f"{indent}Symptoms of this one cause ({len(f.symptoms)}, each measured by its own detector):")
+        for s in f.symptoms:
+            figs = ", ".join(f"`{k}` = {fmt_number(v)}" for k, v in (s.get("figures") or {}).items())
+            lines.append(f"{indent}- {s.get('kind')} ({s.get('severity')}): {s.get('title')} "
+                         f"[{s.get('location_text') or 'run-wide'}]" + (f"; {figs}" if figs else ""))
     if f.artifacts:
         lines.append(f"{indent}Artifacts ({artifacts_note}): " + ", ".join(f"`{a}`" for a in f.artifacts))
     return lines or [f"{indent}(no evidence recorded)"]

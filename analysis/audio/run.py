@@ -218,4 +218,19 @@ def _finding(key: str, items: list[dict[str, Any]], streams_by_type: dict[str, i
         severity=_severity(kind, worst.magnitude, stype, every),
         dimension=DIMENSION.get(kind, "Chunked Processing"), description=desc, impact=impact, suggested_fix=fix,
         location=Location(scenario=worst_it["scenario"], stream=worst_it["stream"], time_s=float(worst.time_s)),
-        evidence=evidence, figures=figures, artifacts=artifacts, key=key)
+        evidence=evidence, figures=figures, artifacts=artifacts, key=key,
+        # every instance, for the grouping stage: boundary defects by stream and
+        # time, a length by stream with its signed size in frames
+        sites=[{"stream": it["stream"], "t": None if kind == "length_mismatch" else round(float(d.time_s), 4),
+                "value": _signed(d)} for it, d in all_d[:400]])
+
+
+def _signed(d: AudioDefect) -> float | None:
+    """Frames added (+) or lost (-) by the defect, where it has that meaning."""
+    if d.kind in ("length_mismatch",):
+        return float(d.magnitude)
+    if d.kind == "repeated_samples":
+        return abs(float(d.magnitude))
+    if d.kind == "dropped_samples":
+        return -abs(float(d.magnitude))
+    return None

@@ -8,13 +8,8 @@ from typing import Any
 
 from ..model import Finding, Location
 
-FILES = {
-    "auralis": {"settings": ("auralis-web/backend/ws_handlers/playback_commands.py", "handle_play_enhanced"),
-                "broadcast": ("auralis-web/backend/ws_handlers/playback_commands.py",
-                              "_generate_mastering_recommendation")},
-    "reference": {"settings": ("instrument/reference/session.py", "Session.play"),
-                  "broadcast": ("instrument/reference/session.py", "Session.broadcast_recommendation")},
-}
+# Locations are measured, not tabled: each finding names the WebSocket message
+# it is about, and analysis/locate.py names the code the target ran to send it.
 
 
 def _same(x: Any, y: Any) -> bool:
@@ -26,8 +21,6 @@ def _same(x: Any, y: Any) -> bool:
 def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
     if not result or "skipped" in result or result.get("outcome") != "done":
         return []
-    target = result.get("target_kind") or "reference"
-    files = FILES.get(target, {})
     findings: list[Finding] = []
     before, after = result.get("b_before") or {}, result.get("b_after") or {}
     asked = result.get("a_request") or {}
@@ -41,7 +34,6 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
                     if hello_b and hello_c and not _same(hello_b.get(k), hello_c.get(k))
                     and _same(hello_c.get(k), asked.get(k))]
     if leaked or hello_leaked:
-        f, fn = files.get("settings", (None, None))
         ev = [f"client A sent play_enhanced track {(result.get('track_a') or {}).get('id')} with "
               f"{json.dumps(asked)}"]
         if leaked:
@@ -60,13 +52,14 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
                    "hears another's, and the enhancement panel shows a setting the user did not make.",
             suggested_fix="Keep a stream's preset/intensity per connection (as active_stream_settings already does "
                           "for seek); change the global default only through the settings endpoint.",
-            location=Location(file=f, function=fn, scenario=scenario, stream="isolation"),
+            location=Location(scenario=scenario, stream="isolation", route="/ws play_enhanced"),
             evidence=ev, figures={"fields_leaked": len(set(leaked) | set(hello_leaked))}, key="shared_settings",
+            # the leaked setting reaches B in its audio_stream_start: the code that sends it read the shared default
+            sites=[{"message": "audio_stream_start"}],
         ))
     track_a = (result.get("track_a") or {}).get("id")
     foreign = [r for r in result.get("b_recommendations") or [] if track_a is not None and r.get("track_id") == track_a]
     if foreign:
-        f, fn = files.get("broadcast", (None, None))
         findings.append(Finding(
             kind="isolation_broadcast", title="A mastering_recommendation for one client's track is sent to every client",
             severity="LOW", dimension="WebSocket Streaming",
@@ -76,7 +69,8 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
                    "send to every connection, inside their audio streams.",
             suggested_fix="Send the recommendation to the connection that asked for the play (send_personal), "
                           "not broadcast().",
-            location=Location(file=f, function=fn, scenario=scenario, stream="isolation"),
+            location=Location(scenario=scenario, stream="isolation", route="/ws mastering_recommendation"),
+            sites=[{"message": "mastering_recommendation"}],
             evidence=[f"client A played track {track_a}; client B (playing track "
                       f"{(result.get('track_b') or {}).get('id')}) received: {foreign[0].get('excerpt')}"],
             figures={"foreign_messages": len(foreign)}, key="recommendation_broadcast",

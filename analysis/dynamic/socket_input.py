@@ -9,20 +9,8 @@ from typing import Any
 from ..model import Finding, Location
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\.py\", line \d+")
-# where each message type is handled
-HANDLERS = {
-    "auralis": {"play_normal": "auralis-web/backend/ws_handlers/playback_commands.py",
-                "play_enhanced": "auralis-web/backend/ws_handlers/playback_commands.py",
-                "seek": "auralis-web/backend/ws_handlers/playback_commands.py",
-                "resume": "auralis-web/backend/websocket/websocket_security.py",
-                "(parse)": "auralis-web/backend/websocket/websocket_security.py"},
-    "reference": {"(parse)": "instrument/reference/session.py"},
-}
-DEFAULT_FILE = {"auralis": "auralis-web/backend/routers/system.py", "reference": "instrument/reference/session.py"}
-
-
-def _file(target: str, msg_type: str | None) -> str | None:
-    return HANDLERS.get(target, {}).get(msg_type or "") or DEFAULT_FILE.get(target)
+# Locations are measured (analysis/locate.py): where the target read the
+# message that got no reply, or sent the reply that was wrong.
 
 
 def _line(c: dict[str, Any]) -> str:
@@ -40,7 +28,6 @@ def _line(c: dict[str, Any]) -> str:
 def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
     if not result or "skipped" in result or result.get("outcome") != "done":
         return []
-    target = result.get("target_kind") or "reference"
     timeout = result.get("reply_timeout_s")
     follow = result.get("follow_timeout_s") or 4 * (timeout or 0)
     cases = result.get("cases") or []
@@ -120,9 +107,11 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
             kind=kind, title=title, severity=sev, dimension="Error Handling",
             description=f"{desc} Cases: {', '.join(c.get('name', '?') for c, _ in items)}.",
             impact=impact, suggested_fix=fix,
-            location=Location(file=_file(target, first.get("msg_type")), function=first.get("msg_type"),
-                              scenario=scenario, stream=f"socket_input {first.get('name')}"),
+            location=Location(route=f"/ws {first.get('msg_type')}", scenario=scenario,
+                              stream=f"socket_input {first.get('name')}"),
             evidence=[line for _, line in items[:8]], figures={"cases": len(items)}, key=name,
+            # the same bad messages misbehaving twice (silence, then a dead connection) are one defect
+            sites=[{"read": first.get("msg_type")}, {"probe": ",".join(sorted(c.get("name", "?") for c, _ in items))}],
         ))
     burst = next((c for c in cases if c.get("name") == "burst"), None)
     if burst and burst.get("accepted") is not None:
@@ -137,8 +126,8 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
                 impact="One client can flood the server with commands (each play starts work) and starve others.",
                 suggested_fix="Enforce the per-connection message rate before dispatch, answering "
                               "rate_limit_exceeded.",
-                location=Location(file=_file(target, "resume"), function="rate limit", scenario=scenario,
-                                  stream="socket_input burst"),
+                location=Location(route="/ws resume (burst)", scenario=scenario, stream="socket_input burst"),
+                sites=[{"read": "resume"}],
                 evidence=[f"burst of {burst.get('sent_count')} 'resume': accepted {burst.get('accepted')}, "
                           f"limited {burst.get('limited')}; first error {burst.get('limit_message')}"],
                 figures={"accepted": burst.get("accepted", 0), "limited": burst.get("limited", 0)},

@@ -14,40 +14,9 @@ from jsonschema import Draft202012Validator
 
 from ..model import Finding, Location
 
-# Where each message is emitted, to point a reader at the handler. Paths are
-# relative to the target's root; Auralis's as of f33a22e5.
-EMITTERS = {
-    "auralis": {
-        "audio_stream_start": "auralis-web/backend/core/stream_messages.py",
-        "audio_stream_end": "auralis-web/backend/core/stream_messages.py",
-        "audio_stream_error": "auralis-web/backend/core/stream_messages.py",
-        "fingerprint_progress": "auralis-web/backend/core/stream_messages.py",
-        "audio_chunk_meta": "auralis-web/backend/core/stream_protocol.py",
-        "error": "auralis-web/backend/websocket/websocket_security.py",
-        "pong": "auralis-web/backend/ws_handlers/messages.py",
-        "playback_paused": "auralis-web/backend/ws_handlers/playback_control.py",
-        "playback_resumed": "auralis-web/backend/ws_handlers/playback_control.py",
-        "playback_stopped": "auralis-web/backend/ws_handlers/playback_control.py",
-        "seek_started": "auralis-web/backend/ws_handlers/playback_commands.py",
-        "enhancement_settings_changed": "auralis-web/backend/ws_handlers/connection.py",
-        "player_state": "auralis-web/backend/ws_handlers/connection.py",
-        "mastering_recommendation": "auralis-web/backend/services/recommendation_service.py",
-        # the end totals are computed where each stream loop ends
-        "totals:seek": "auralis-web/backend/core/stream_seek.py",
-        "totals:normal": "auralis-web/backend/core/stream_normal.py",
-        "totals:enhanced": "auralis-web/backend/core/stream_enhanced.py",
-    },
-    "reference": {
-        "audio_stream_start": "instrument/reference/streaming.py",
-        "audio_stream_end": "instrument/reference/streaming.py",
-        "audio_chunk_meta": "instrument/reference/streaming.py",
-        "totals:seek": "instrument/reference/streaming.py",
-        "totals:normal": "instrument/reference/streaming.py",
-        "totals:enhanced": "instrument/reference/streaming.py",
-    },
-}
-DEFAULT_EMITTER = {"auralis": "auralis-web/backend/ws_handlers/connection.py",
-                   "reference": "instrument/reference/session.py"}
+# Locations are measured, not tabled: each finding names the message type it
+# is about and analysis/locate.py names the code the target ran to send it
+# (or, for a message never sent, where it read the command).
 # a command and the message that must answer it (contract "acks")
 ACKS = {"ping": "pong", "pause": "playback_paused", "resume": "playback_resumed", "stop": "playback_stopped",
         "seek": "seek_started"}
@@ -108,7 +77,6 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
     if not result or "skipped" in result or result.get("outcome") != "done" or not result.get("contract"):
         return []
     contract = result["contract"]
-    target = result.get("target_kind") or "reference"
     validators = build_validators(contract)
     documented = set(validators) | set(contract.get("other_documented_types") or [])
     problems: dict[str, Problem] = {}
@@ -145,23 +113,19 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
 
     findings = []
     for key, p in sorted(problems.items()):
-        emitter = _emitter(target, p.msg_type)
+        sent = p.msg_type.split(":")[0]
+        sent = "audio_stream_end" if sent == "totals" else sent  # the end totals travel in audio_stream_end
         findings.append(Finding(
             kind=f"ws_contract_{p.kind}", title=p.title, severity=p.severity, dimension=p.dimension,
             description=f"{p.title}: seen {p.count} time(s) while the ws_contract check exercised the protocol "
                         f"(ping, unknown type, play_normal, play_enhanced, seek, pause/resume, stop).",
             impact=p.impact, suggested_fix=p.fix,
-            location=Location(file=emitter, function=p.msg_type, scenario=scenario,
-                              stream=p.stream or "ws-contract"),
-            evidence=p.evidence + [f"emitted by {emitter}" if emitter else "emitter unknown"],
+            location=Location(route=f"/ws {p.msg_type}", scenario=scenario, stream=p.stream or "ws-contract"),
+            evidence=p.evidence, sites=[{"message": sent}],
             figures={"occurrences": p.count, **p.figures}, key=key,
         ))
     return findings
 
-
-def _emitter(target: str, key: str) -> str | None:
-    table = EMITTERS.get(target, {})
-    return table.get(key) or table.get(key.split(":")[0]) or DEFAULT_EMITTER.get(target)
 
 
 def _step_locator(steps: list[dict[str, Any]]):

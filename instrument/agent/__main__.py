@@ -105,6 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         _fail(f"cannot import {a.app}: {type(e).__name__}: {e}")
 
+    # measured locations: the route table the app runs, where it sends each
+    # WebSocket message type (instrument/agent/sites.py)
+    from .sites import CodeRoots, WebSocketSites, write_routes
+
+    code_roots = CodeRoots(roots)
+    WebSocketSites(log, code_roots).install()
+    from .thread_names import start as record_thread_names
+
+    record_thread_names(log)
+
     tracer = None
     if a.trace_memory:
         # after the app's imports (tracing every allocation of numpy/scipy/fastapi
@@ -151,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
 
     async def serve() -> None:
         watchdog.start(loop)
+        async def routes_once_started() -> None:
+            # an app may include its routers during startup (lifespan): read
+            # the table once uvicorn says the app has started
+            while not server.started and not server.should_exit:
+                await asyncio.sleep(0.2)
+            try:
+                write_routes(app, code_roots, out)
+            except Exception as e:  # a route table we cannot read costs locations, never the run
+                print(f"agent: could not read the app's routes: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+        routes_task = asyncio.ensure_future(routes_once_started())  # noqa: F841 (kept referenced until serve ends)
         monitor = None
         if a.monitor_port:
             from .console import start_monitor

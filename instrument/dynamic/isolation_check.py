@@ -1,6 +1,6 @@
 """isolation: two clients at once; what one client does, the other must not see.
 
-Per-client state a client can change over /ws (Auralis ws_handlers/):
+Per-client state a client can change over /ws (in Auralis, its WebSocket handlers):
   - the enhancement preset and intensity of its play_enhanced (Auralis writes
     them back into the process-global enhancement_settings, #4601);
   - the mastering_recommendation its play triggers (Auralis broadcasts it to

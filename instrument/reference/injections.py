@@ -4,6 +4,8 @@ boundary k >= 1 (normal path: 15, 30, 45 s...; enhanced: 15, 25, 35 s...) on
 BOTH paths; on the enhanced path they apply to the mastered audio."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 INJECTIONS: dict[str, str] = {
     "boundary-click": "both paths: a +0.5 single-sample impulse added to the first sample of each chunk k>=1 "
                       "-> a click finding at every boundary time, nowhere else",
@@ -64,6 +66,77 @@ INJECTIONS: dict[str, str] = {
                             "socket_input_dead_connection for track_id_string, start_position_string, "
                             "seek_position_string",
 }
+
+
+@dataclass(frozen=True)
+class Promise:
+    """One finding an injection must produce, alone on the reference backend:
+    its kind (the grouped finding's own, or one of its symptoms'), severity,
+    and the measured figure that carries the injected magnitude."""
+
+    kind: str
+    severity: str
+    magnitude: str  # the injected size, in words
+    figure: str | None = None  # a figure of that finding
+    low: float | None = None  # the figure's accepted range (absolute value)
+    high: float | None = None
+
+    def render(self) -> str:
+        rng = f" ({self.figure} in [{self.low:g}, {self.high:g}])" if self.figure and self.low is not None else ""
+        return f"{self.kind} {self.severity}: {self.magnitude}{rng}"
+
+
+# What each injection promises, checked by tests/e2e/test_one_finding_per_injection.py
+# (run-level injections) and the dynamic checks' own tests. One entry = one
+# finding after grouping; an injection that plants several distinct defects
+# (a REST API with three unrelated faults) promises one finding per defect.
+PROMISES: dict[str, tuple[Promise, ...]] = {
+    "boundary-click": (Promise("click", "CRITICAL", "a click at every boundary of every playback",
+                               "affected_boundaries", 1, 10),),
+    "level-step": (Promise("level_step", "MEDIUM", "a 1.5 dB level step at every boundary",
+                           "worst_magnitude", 1.3, 1.7),),
+    "linear-crossfade-dip": (Promise("missing_audio", "CRITICAL", "22050 frames (500 ms) lost per boundary",
+                                     "span_frames", 22050, 22050),),
+    "drop-samples": (Promise("missing_audio", "CRITICAL", "64 frames lost per boundary", "span_frames", 64, 64),),
+    "repeat-overlap": (Promise("repeated_audio", "CRITICAL", "220500 frames (5 s) sent twice per boundary",
+                               "span_frames", 220500, 220500),),
+    "gap": (Promise("gap", "CRITICAL", "50 ms of silence at every boundary", "worst_magnitude", 45, 55),),
+    "blocking-send": (Promise("loop_stall", "MEDIUM", "~120 ms stalls in send_chunk_blocking", "p50_ms", 100, 400),),
+    "unbounded-buffer": (Promise("no_backpressure", "HIGH", "RSS grows with every stalled reader"),),
+    "leak-on-disconnect": (Promise("rss_leak", "HIGH", "1 MiB per connect/stream/disconnect cycle",
+                                   "rss_per_100_cycles", 75, 125),),
+    "chunk-timeout": (Promise("stream_error", "HIGH", "every enhanced stream stopped by the timeout error"),),
+    "slow-start": (Promise("slow_time_to_first_audio", "MEDIUM", ">= 2 s to first audio", "ttfa_max_ms",
+                           2000, 60000),),
+    "loop-saturation": (Promise("loop_saturation", "MEDIUM", "loop busy > 60% in saturate_loop_turn"),),
+    "schema-violation": (Promise("api_schema_violation", "MEDIUM", "`total` answered as a string"),
+                         Promise("api_server_error", "HIGH", "a plain-text 500 for an offset past the end"),
+                         Promise("api_non_json_error", "MEDIUM", "that 500's body is not JSON"),
+                         Promise("api_inconsistent_error_body", "LOW", "404 as {error, message}")),
+    "cors-wildcard-credentials": (Promise("cors_wildcard_credentials", "HIGH", "any Origin with credentials"),
+                                  Promise("ws_foreign_origin_accepted", "HIGH", "/ws accepts any Origin"),
+                                  Promise("rest_foreign_origin_served", "MEDIUM", "no Origin check on REST")),
+    "bad-file-hang": (Promise("bad_file_stream_hang", "HIGH", "the truncated FLAC's stream hangs"),
+                      Promise("bad_file_stream_hang", "HIGH", "the vanished WAV's stream hangs")),
+    "bad-file-traceback": (Promise("bad_file_traceback_leak", "MEDIUM", "the truncated FLAC's error has a traceback"),
+                           Promise("bad_file_traceback_leak", "MEDIUM", "the vanished WAV's error has a traceback")),
+    "contract-drift": (Promise("ws_contract_wrong_totals", "MEDIUM", "end totals count the whole track after a seek"),
+                       Promise("ws_contract_undocumented_error_code", "LOW", "error code 'unknown_command'")),
+    "shared-state": (Promise("isolation_shared_settings", "MEDIUM", "one client's preset becomes the default"),
+                     Promise("isolation_broadcast", "LOW", "recommendations go to every client")),
+    # one defect (the handler dies): a dead connection, its silence a symptom
+    "crash-on-bad-message": (Promise("socket_input_dead_connection", "HIGH",
+                                     "wrongly typed fields get no reply and the connection stops answering"),),
+}
+
+
+def describe(name: str) -> str:
+    """`--list-injections` text: what the injection does and what it promises."""
+    text = INJECTIONS[name]
+    promised = PROMISES.get(name)
+    if promised:
+        text += "\n      promises: " + "; ".join(p.render() for p in promised)
+    return text
 
 
 def parse_injections(text: str | None) -> frozenset[str]:

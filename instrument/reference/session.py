@@ -1,6 +1,6 @@
 """One /ws connection of the reference backend, speaking Auralis's protocol
-(observed on f33a22e5; AURALIS.md, and the shapes in its ws_handlers/ and
-core/stream_*.py): origin check, initial sync pushes, heartbeat, rate limit,
+(observed on f33a22e5; AURALIS.md, and the shapes its WebSocket handlers and
+streaming modules send): origin check, initial sync pushes, heartbeat, rate limit,
 play/seek/pause/flow/stop, one streaming task per connection."""
 from __future__ import annotations
 

@@ -98,6 +98,8 @@ def read_measurement(run_dir: Path, label: str | None = None) -> Measurement:
         m.has_findings = True
         counts = {s: 0 for s in SEVERITIES}
         for f in findings:
+            if not f.counts_against_gate:  # the environment's, shown apart, never gated
+                continue
             counts[f.severity] += 1
             m.findings[f.fingerprint] = {
                 "title": f.title,
@@ -110,7 +112,8 @@ def read_measurement(run_dir: Path, label: str | None = None) -> Measurement:
         # carry stale copies from an earlier analysis.
         for s, n in counts.items():
             m.figures[f"findings.{s}"] = float(n)
-        m.figures["findings.total"] = float(len(findings))
+        m.figures["findings.total"] = float(sum(counts.values()))
+        m.figures["findings.environment"] = float(len(findings) - sum(counts.values()))
     return m
 
 

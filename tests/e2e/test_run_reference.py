@@ -36,19 +36,7 @@ def test_smoke_clean_passes_with_streams_and_no_audio_findings(tmp_path):
     assert leftovers(out) == []
 
 
-def test_repeat_overlap_is_a_high_finding_naming_the_span(tmp_path):
-    out = tmp_path / "repeat"
-    r = run_cli("--scenario", "smoke", "--duration", "15", "--inject", "repeat-overlap", "--out", str(out))
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert verdict_line(r).startswith("VERDICT: FAIL")
-    rep = [f for f in findings_of(out) if f.kind == "repeated_audio"]
-    assert {f.title for f in rep} >= {"Audio repeated at chunk boundaries (normal path)",
-                                      "Audio repeated at chunk boundaries (enhanced path)"}
-    for f in rep:
-        assert f.severity == "HIGH"
-        assert f.figures["span_frames"] == 220500  # the 5 s overlap, exactly, at 44.1 kHz
-        assert f.figures["boundaries"] >= 1
-        assert all("repeated 220500 frames = 5.0000 s" in e for e in f.evidence)
+# repeat-overlap: one grouped CRITICAL finding, see test_one_finding_per_injection.py
 
 
 def test_streams_stopped_by_an_error_fail_the_gate_with_their_cause(tmp_path):
