@@ -48,6 +48,32 @@ def _in_heartbeat(stall: dict[str, Any]) -> bool:
                                 for fr in stacks)
 
 
+# The agent's entry frames sit under every stack of the loop (main runs the
+# loop, serve awaits the server); its heartbeat is contention (above). Any other
+# frame of the agent inner to every frame of the target means the loop was
+# doing the agent's work: instrumentation cost, never the target's finding.
+AGENT_ENTRY = {"main", "serve", "<module>", "_heartbeat"}
+AGENT_SHARE = 0.5  # a stall mostly inside the agent's own GIL-holding work (a tracemalloc snapshot)
+
+
+def _agent_frame(f: dict[str, Any]) -> bool:
+    if "agent" in f:
+        return bool(f["agent"])
+    return "/instrument/agent/" in str(f.get("file", "")).replace("\\", "/")
+
+
+def _in_agent(stall: dict[str, Any]) -> bool:
+    if float(stall.get("agent_ms") or 0.0) >= AGENT_SHARE * float(stall.get("duration_ms") or 0.0) > 0:
+        return True
+    for st in stall.get("stacks") or []:
+        for f in reversed(st.get("frames") or []):  # innermost first
+            if f.get("own"):
+                break
+            if _agent_frame(f) and f.get("function") not in AGENT_ENTRY:
+                return True
+    return False
+
+
 def _loc_key(loc: dict[str, Any] | None) -> str:
     if not loc:
         return "unattributed"
@@ -87,6 +113,15 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     if not agent and not stalls:
         return findings, metrics
     threshold = float(agent.get("stall_threshold_ms") or 50.0)
+    cost = read_json(run_dir / AGENT / "cost.json", {}) or {}
+    if cost.get("agent_cpu_pct") is not None:  # the agent's own threads' CPU, as a share of the process's
+        metrics["instrumentation_cpu_pct"] = float(cost["agent_cpu_pct"])
+        metrics["instrumentation_cpu_s"] = float(cost.get("agent_cpu_s") or 0.0)
+    # the tool's own work on the loop (console start-up, a snapshot): counted, never a finding
+    agent_stalls = [s for s in stalls if _in_agent(s)]
+    stalls = [s for s in stalls if s not in agent_stalls]
+    metrics.update(loop_instrumentation_stall_count=len(agent_stalls),
+                   loop_instrumentation_stall_total_ms=round(sum(float(s["duration_ms"]) for s in agent_stalls), 1))
     gc_stalls = [s for s in stalls if s.get("gc_ms", 0) >= GC_SHARE * s.get("duration_ms", 0)]
     # the loop thread was runnable but the machine gave it no CPU: a starved
     # host (noisy CI, the load generator on the same cores), not the line

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-timeout", type=float, default=90.0, help="seconds to wait for the target's health")
     p.add_argument("--stall-threshold-ms", type=float, default=50.0, help="loop stall threshold (>= 10)")
     p.add_argument("--trace-memory", action="store_true", help="tracemalloc snapshots inside the target")
-    p.add_argument("--trace-frames", type=int, default=25)
+    p.add_argument("--trace-frames", type=int, default=10)  # each frame costs every traced allocation
     p.add_argument("--profile", choices=["none", "pyinstrument", "yappi"], default="none")
     p.add_argument("--monitor", action="store_true", help="start aiomonitor inside the target on loopback")
     p.add_argument("--gate", help="gate rules TOML (default: shipped rules, or the target's pyproject)")
@@ -307,6 +307,9 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
             if sampler:
                 sampler.stop()
             stop_all()
+            cost = _agent_cost(run.dir)
+            if cost:
+                run.doc["instrumentation"] = cost
     if run.doc["status"] == "running":
         run.doc["status"] = "ok"
     run.doc["ended_at"] = _now()
@@ -445,6 +448,16 @@ def _agent_info(run_dir: Path) -> dict[str, Any]:
         state = "absent" if not dsp.get("present") else ("stand-in" if "shared/lab" in f or f.endswith("lab/auralis_dsp.py") else "native")
         info["dsp_state"] = state
     return info
+
+
+def _agent_cost(run_dir: Path) -> dict[str, Any] | None:
+    """The agent's own threads' CPU time against the target process's, as the
+    agent measured it (agent/cost.json)."""
+    try:
+        c = json.loads((run_dir / "agent" / "cost.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return {k: c.get(k) for k in ("agent_cpu_s", "process_cpu_s", "agent_cpu_pct", "threads", "not_counted")}
 
 
 def _negotiated_extensions(run_dir: Path) -> dict[str, int]:
