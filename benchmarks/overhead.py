@@ -77,6 +77,16 @@ def cost_ratios(results: dict[str, list[dict[str, float]]], cfg: str, key: str) 
     return out
 
 
+def beyond_budget(results: dict[str, list[dict[str, float]]], cfg: str = "default") -> list[str]:
+    """The figures whose whole confidence interval of cost lies beyond the budget."""
+    out = []
+    for k in KEYS:
+        g, lo, hi = ratio_ci(cost_ratios(results, cfg, k))
+        if lo > BUDGET[k]:
+            out.append(f"{LABELS[k]}: {g:.3f} [{lo:.3f}, {hi:.3f}] > {BUDGET[k]}")
+    return out
+
+
 def ratio_ci(ratios: list[float], level: float = 0.95) -> tuple[float, float, float]:
     """Geometric mean and its confidence interval (t over log ratios)."""
     logs = np.log(np.asarray(ratios, dtype=float))
@@ -257,8 +267,8 @@ def main() -> int:
             for k in KEYS:
                 g, lo, hi = ratio_ci(cost_ratios(res, cfg, k))
                 cells.append(f"{g:.3f} [{lo:.3f}, {hi:.3f}]")
-                if cfg == "default" and lo > BUDGET[k]:  # the whole interval beyond the budget
-                    over_budget.append(f"{path} {LABELS[k]}: {g:.3f} [{lo:.3f}, {hi:.3f}] > {BUDGET[k]}")
+            if cfg == "default":
+                over_budget += [f"{path} {x}" for x in beyond_budget(res)]
             print(f"{'  x bare':<16}" + "".join(f" {c:>24}" for c in cells))
     if a.check:
         if over_budget:

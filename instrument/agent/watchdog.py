@@ -408,10 +408,11 @@ class LoopWatchdog:
         span = max(1e-9, end - start)
         # heartbeat lag while one of the agent's threads held the GIL for its own
         # work (a snapshot) is the instrumentation's, not the loop's busy time
-        # work (a snapshot) is the instrumentation's, not the loop's busy time; lag
-        # while the loop thread sat in the run queue is the machine's (as for stalls)
+        # work (a snapshot) is the instrumentation's, not the loop's busy time.
+        # (Run-queue wait is recorded but not taken out: a CPU-bound turn on a
+        # starved machine is still a turn no client is served in.)
         agent_ms = AGENT_WORK.overlap_ms(start, end)
-        lag_busy = min(1.0, max(0.0, sum(lags) - agent_ms / 1000.0 - max(0.0, runq_s)) / span)
+        lag_busy = min(1.0, max(0.0, sum(lags) - agent_ms / 1000.0) / span)
         cpu_frac = min(1.0, cpu_s / span) if cpu_s is not None else None
         rec = {
             "t": end + self._wall_offset, "turns": len(lags),
