@@ -248,9 +248,13 @@ def main() -> int:
                             f"{k} {v:.2f}" for k, v in results[path][cfg][-1].items()), file=sys.stderr, flush=True)
                 finally:
                     proc.stop(grace_s=15)
+    except BaseException:
+        stop_all()
+        print(f"failed: the servers' logs are kept in {work}", file=sys.stderr)
+        raise
     finally:
         stop_all()
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     over_budget = []
     for path in paths:
         res = results[path]

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace-frames", type=int, default=10)  # each frame costs every traced allocation
     p.add_argument("--profile", choices=["none", "pyinstrument", "yappi"], default="none")
     p.add_argument("--monitor", action="store_true", help="start aiomonitor inside the target on loopback")
+    p.add_argument("--coverage", action="store_true",
+                   help="measure which of the target's own lines the scenario ran (coverage.py inside the target)")
     p.add_argument("--gate", help="gate rules TOML (default: shipped rules, or the target's pyproject)")
     p.add_argument("--baseline", help="baseline run directory, directory of repeat-*/ runs, or saved baseline file")
     p.add_argument("--repeat", type=int, default=1, metavar="N",
@@ -134,6 +136,7 @@ class Run:
                 "scenario_options": self.options, "loop": args.loop, "ws_compression": args.ws_compression,
                 "stall_threshold_ms": args.stall_threshold_ms, "trace_memory": args.trace_memory,
                 "profile": args.profile, "locust_workers": args.locust_workers, "inject": sorted(self.injections),
+                "coverage": bool(getattr(args, "coverage", False)),
             },
             "target": {"kind": self.target.name, **self.target.info}, "timings": {},
         }
@@ -210,6 +213,8 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
         argv = run.target.agent_argv(port=port, run_dir=run.dir, loop=args.loop, stall_ms=args.stall_threshold_ms,
                                      trace_memory=args.trace_memory, trace_frames=args.trace_frames,
                                      profile=args.profile, monitor_port=monitor_port)
+        if getattr(args, "coverage", False):
+            argv += ["--coverage"]
         run.doc["target"].update(port=port, base_url=base_url, argv=[_shorten(a) for a in argv])
         run.save()
         t0 = time.monotonic()
@@ -300,7 +305,8 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
             if target_proc is not None:
                 was_alive = target_proc.alive()
                 # profiles and the last tracemalloc snapshot are written at shutdown
-                rc = target_proc.stop(grace_s=60.0 if (args.profile != "none" or args.trace_memory) else 15.0)
+                rc = target_proc.stop(grace_s=60.0 if (args.profile != "none" or args.trace_memory
+                                                       or getattr(args, "coverage", False)) else 15.0)
                 run.doc["target"]["exit_code"] = rc
                 if not was_alive and run.doc.get("status") == "running":
                     _invalid(run, f"target died mid-run (exit code {rc})")
@@ -478,6 +484,7 @@ def _negotiated_extensions(run_dir: Path) -> dict[str, int]:
 def _target_tools(python: str, args: argparse.Namespace) -> list[Path]:
     """Profilers and the console the target's own interpreter may lack."""
     wanted = ([args.profile] if args.profile != "none" else []) + (["aiomonitor"] if args.monitor else [])
+    wanted += ["coverage"] if getattr(args, "coverage", False) else []
     if not wanted:
         return []
     from .target_site import TargetSiteError, ensure

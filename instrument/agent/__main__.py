@@ -42,6 +42,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trace-interval-s", type=float, default=60.0)
     p.add_argument("--profile", choices=["none", "pyinstrument", "yappi"], default="none")
     p.add_argument("--monitor-port", type=int)
+    p.add_argument("--coverage", action="store_true", help="coverage.py over the code roots while the load runs")
     p.add_argument("--report-module", action="append", default=[])
     p.add_argument("--ws-deflate", choices=["on", "off"], default="on",
                    help="whether the server accepts permessage-deflate (uvicorn's default: on, as Auralis runs)")
@@ -100,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as e:
             _fail(f"--profile {a.profile} needs module '{e.name}' in the target's Python")
 
+    run_cov = None
+    if a.coverage:  # before the app's import: its module-level lines count
+        from .runcoverage import RunCoverage
+
+        try:
+            run_cov = RunCoverage(out, roots)
+        except ImportError as e:
+            _fail(f"--coverage needs module '{e.name}' in the target's Python")
+
     module_name, _, attr = a.app.partition(":")
     try:
         app = getattr(importlib.import_module(module_name), attr or "app")
@@ -108,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
         traceback.print_exc()
         _fail(f"cannot import {a.app}: {type(e).__name__}: {e}")
+
+    if run_cov is not None:
+        run_cov.record_routes(app)
 
     # Everything the server would import lazily on its first turns (the HTTP and
     # WebSocket protocol classes, the lifespan handler) is imported now, before
@@ -153,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "loop": f"{type(loop).__module__}.{type(loop).__qualname__}", "app": a.app, "code_roots": roots,
         "stall_threshold_ms": a.stall_threshold_ms, "versions": _versions(), "report_modules": modules,
         "options": {"trace_memory": a.trace_memory, "profile": a.profile, "monitor_port": a.monitor_port,
-                    "ws_deflate": a.ws_deflate},
+                    "ws_deflate": a.ws_deflate, "coverage": a.coverage},
         "started_t": time.time(),
     }
     (out / "agent.json").write_text(json.dumps(info, indent=1))
@@ -195,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                 tracer.stop()
             if profiler is not None:
                 profiler.stop()
+            if run_cov is not None:
+                run_cov.stop()
         log.close()
         faulthandler.disable()
         fh_log.close()
