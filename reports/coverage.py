@@ -88,7 +88,7 @@ def compare(run_dir: Path, tests_file: Path | None) -> dict[str, Any]:
         tested = tested_by_path.get(mapping.get(rel, ""), set())
         for g in _by_function(rel, f["executed"] - tested, roots):
             short = g["function"].rpartition(".")[2]
-            g["samples"] = hits.get((rel, short), 0) + hits.get((rel, g["function"]), 0)
+            g["samples"] = hits.get((rel, short), 0) + (hits.get((rel, g["function"]), 0) if short != g["function"] else 0)
             live.append(g)
         blind += _by_function(rel, (tested & (f["executed"] | f["missing"])) - f["executed"], roots)
     live.sort(key=lambda g: (-g["samples"], -g["lines"], g["file"], g["line_start"]))
