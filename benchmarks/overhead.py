@@ -56,6 +56,8 @@ CONFIGS = {
     # the alternative measured against in-process sampling: the watchdog without
     # sampling, and py-spy reading the stacks from outside without pausing the target
     "pyspy-50hz": ["--busy-sample-hz", "0"],
+    # runtime coverage (coverage.py from earshot's tool cache; sys.monitoring core on 3.12+)
+    "coverage": ["--coverage"],
 }
 EXTERNAL = {"pyspy-50hz": ["py-spy", "record", "--nonblocking", "--rate", "50", "--format", "raw"]}
 DEFAULT_CONFIGS = ("bare", "default", "trace-memory", "pyinstrument", "yappi")
@@ -120,8 +122,14 @@ def start(cfg: str, work: Path, spec: dict[str, Any]) -> tuple[OwnedProcess, str
     (home / "Music").mkdir(parents=True)
     shutil.copy(work / "track.wav", home / "Music" / "track.wav")
     port = free_port()
+    paths = list(spec["pythonpath"])
+    if CONFIGS[cfg] and "--coverage" in CONFIGS[cfg]:
+        from instrument.target_site import ensure
+
+        site = ensure(spec["python"], ["coverage"])
+        paths += [site] if site else []
     env = dict(os.environ, HOME=str(home), TMPDIR=str(run_dir), EARSHOT_REF_INJECT="",
-               PYTHONPATH=os.pathsep.join(str(p) for p in spec["pythonpath"]))
+               PYTHONPATH=os.pathsep.join(str(p) for p in paths))
     if CONFIGS[cfg] is None:
         argv = [spec["python"], "-m", "uvicorn", spec["app"], "--app-dir", str(spec["app_dir"]), "--host",
                 "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--ws-per-message-deflate", "false",
