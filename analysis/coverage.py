@@ -44,13 +44,19 @@ def load_run_coverage(run_dir: Path) -> dict[str, Any] | None:
     cwd = meta.get("cwd")
     files = {}
     for path, f in (rep.get("files") or {}).items():
-        files[_norm(path, roots, cwd)] = {"executed": set(f.get("executed_lines") or []),
-                                          "missing": set(f.get("missing_lines") or [])}
+        rel = _norm(path, roots, cwd)
+        executed = set(f.get("executed_lines") or [])
+        if "missing_lines" in f:
+            missing = set(f["missing_lines"])
+        else:  # the agent wrote executed lines only: the statements come from the source
+            src = next((Path(r) / rel for r in roots if (Path(r) / rel).is_file()), None)
+            missing = (statement_lines(src) - executed) if src else set()
+        files[rel] = {"executed": executed, "missing": missing}
     routes = []
     for r in rt.get("routes") or []:
         rel = _norm(r.get("file") or "", roots, cwd)
         ran = files.get(rel, {}).get("executed", set())
-        body = set(range(int(r.get("first_line") or 0) + 1, int(r.get("last_line") or 0) + 1))
+        body = set(r.get("body_lines") or range(int(r.get("first_line") or 0) + 1, int(r.get("last_line") or 0) + 1))
         routes.append({**r, "file": rel, "own": rel in files or not os.path.isabs(rel),
                        "reached": bool(ran & body)})
     sent = sent_message_types(run_dir)
@@ -63,6 +69,22 @@ def load_run_coverage(run_dir: Path) -> dict[str, Any] | None:
             lines = set(range(h["line_start"], h["line_end"] + 1))
             handlers.append({**h, "file": rel, "reached": bool(f["executed"] & lines)})
     return {"files": files, "routes": routes, "meta": meta, "totals": rep.get("totals") or {}, "ws_handlers": handlers}
+
+
+def statement_lines(source: Path) -> set[int]:
+    """First lines of the statements of a file (close to what coverage.py
+    counts: docstrings, which it skips, are left out too)."""
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt):
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                continue
+            out.add(node.lineno)
+    return out
 
 
 def sent_message_types(run_dir: Path) -> set[str]:

@@ -119,9 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         _fail(f"cannot import {a.app}: {type(e).__name__}: {e}")
 
-    if run_cov is not None:
-        run_cov.record_routes(app)
-
     # Everything the server would import lazily on its first turns (the HTTP and
     # WebSocket protocol classes, the lifespan handler) is imported now, before
     # the loop runs and before tracemalloc: done on the loop, under tracing or a
@@ -209,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             if profiler is not None:
                 profiler.stop()
             if run_cov is not None:
+                # the route table as it ended up (an app may add routes in its lifespan)
+                run_cov.record_routes(app)
                 run_cov.stop()
         log.close()
         faulthandler.disable()
