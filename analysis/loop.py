@@ -150,6 +150,40 @@ def gap_attribution(stalls: list[dict[str, Any]], gaps: list[tuple[str, float, f
     return {"frame_gap_visible_total_ms": round(total, 1), "frame_gap_explained_by_stalls_ms": round(explained, 1),
             "frame_gap_explained_by_stalls_fraction": round(explained / total, 4) if total else 0.0}
 
+# The agent's entry frames sit under every stack of the loop (main runs the
+# loop, serve awaits the server); its heartbeat is contention (above). Any other
+# frame of the agent inner to every frame of the target means the loop was
+# doing the agent's work: instrumentation cost, never the target's finding.
+AGENT_ENTRY = {"main", "serve", "<module>", "_heartbeat"}
+AGENT_SHARE = 0.5  # a stall mostly inside the agent's own GIL-holding work (a tracemalloc snapshot)
+
+
+# Agent hooks that only pass a call of the target's through (recording where it
+# was made) sit between the target's frame and the library it calls: a stall
+# below them is the target's call, not the agent's work.
+AGENT_PASS_THROUGH = ("/instrument/agent/sites.py",)
+
+
+def _agent_frame(f: dict[str, Any]) -> bool:
+    path = str(f.get("file", "")).replace("\\", "/")
+    if path.endswith(AGENT_PASS_THROUGH):
+        return False
+    if "agent" in f:
+        return bool(f["agent"])
+    return "/instrument/agent/" in path
+
+
+def _in_agent(stall: dict[str, Any]) -> bool:
+    if float(stall.get("agent_ms") or 0.0) >= AGENT_SHARE * float(stall.get("duration_ms") or 0.0) > 0:
+        return True
+    for st in stall.get("stacks") or []:
+        for f in reversed(st.get("frames") or []):  # innermost first
+            if f.get("own"):
+                break
+            if _agent_frame(f) and f.get("function") not in AGENT_ENTRY:
+                return True
+    return False
+
 
 def _loc_key(loc: dict[str, Any] | None) -> str:
     if not loc:
@@ -198,6 +232,16 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
                    loop_startup_stall_total_ms=round(sum(float(s["duration_ms"]) for s in startup), 1))
     if timings.get("startup_s") is not None and float(timings["startup_s"]) >= STARTUP_LONG_S:
         findings.append(_startup_finding(float(timings["startup_s"]), startup, scenario))
+
+    cost = read_json(run_dir / AGENT / "cost.json", {}) or {}
+    if cost.get("agent_cpu_pct") is not None:  # the agent's own threads' CPU, as a share of the process's
+        metrics["instrumentation_cpu_pct"] = float(cost["agent_cpu_pct"])
+        metrics["instrumentation_cpu_s"] = float(cost.get("agent_cpu_s") or 0.0)
+    # the tool's own work on the loop (console start-up, a snapshot): counted, never a finding
+    agent_stalls = [s for s in stalls if _in_agent(s)]
+    stalls = [s for s in stalls if s not in agent_stalls]
+    metrics.update(loop_instrumentation_stall_count=len(agent_stalls),
+                   loop_instrumentation_stall_total_ms=round(sum(float(s["duration_ms"]) for s in agent_stalls), 1))
     gc_stalls = [s for s in stalls if s.get("gc_ms", 0) >= GC_SHARE * s.get("duration_ms", 0)]
     # the loop thread was runnable but the machine gave it no CPU: a starved
     # host (noisy CI, the load generator on the same cores), not the line

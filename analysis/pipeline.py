@@ -23,6 +23,7 @@ FAMILIES: list[tuple[str, str]] = [
     ("analysis.loop", "analyse_loop"),
     ("analysis.memory", "analyse_memory"),
     ("analysis.checks", "analyse_checks"),
+    ("analysis.coverage", "analyse_coverage"),
 ]
 
 

@@ -65,9 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-timeout", type=float, default=90.0, help="seconds to wait for the target's health")
     p.add_argument("--stall-threshold-ms", type=float, default=50.0, help="loop stall threshold (>= 10)")
     p.add_argument("--trace-memory", action="store_true", help="tracemalloc snapshots inside the target")
-    p.add_argument("--trace-frames", type=int, default=25)
+    p.add_argument("--trace-frames", type=int, default=10)  # each frame costs every traced allocation
     p.add_argument("--profile", choices=["none", "pyinstrument", "yappi"], default="none")
     p.add_argument("--monitor", action="store_true", help="start aiomonitor inside the target on loopback")
+    p.add_argument("--coverage", action="store_true",
+                   help="measure which of the target's own lines the scenario ran (coverage.py inside the target)")
     p.add_argument("--gate", help="gate rules TOML (default: shipped rules, or the target's pyproject)")
     p.add_argument("--baseline", help="baseline run directory, directory of repeat-*/ runs, or saved baseline file")
     p.add_argument("--repeat", type=int, default=1, metavar="N",
@@ -135,6 +137,7 @@ class Run:
                 "scenario_options": self.options, "loop": args.loop, "ws_compression": args.ws_compression,
                 "stall_threshold_ms": args.stall_threshold_ms, "trace_memory": args.trace_memory,
                 "profile": args.profile, "locust_workers": args.locust_workers, "inject": sorted(self.injections),
+                "coverage": bool(getattr(args, "coverage", False)),
             },
             "target": {"kind": self.target.name, **self.target.info}, "timings": {},
         }
@@ -212,6 +215,8 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
         argv = run.target.agent_argv(port=port, run_dir=run.dir, loop=args.loop, stall_ms=args.stall_threshold_ms,
                                      trace_memory=args.trace_memory, trace_frames=args.trace_frames,
                                      profile=args.profile, monitor_port=monitor_port)
+        if getattr(args, "coverage", False):
+            argv += ["--coverage"]
         run.doc["target"].update(port=port, base_url=base_url, argv=[_shorten(a) for a in argv])
         run.save()
         t0 = time.monotonic()
@@ -306,7 +311,8 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
             if target_proc is not None:
                 was_alive = target_proc.alive()
                 # profiles and the last tracemalloc snapshot are written at shutdown
-                rc = target_proc.stop(grace_s=60.0 if (args.profile != "none" or args.trace_memory) else 15.0)
+                rc = target_proc.stop(grace_s=60.0 if (args.profile != "none" or args.trace_memory
+                                                       or getattr(args, "coverage", False)) else 15.0)
                 run.doc["target"]["exit_code"] = rc
                 if not was_alive and run.doc.get("status") == "running":
                     _invalid(run, f"target died mid-run (exit code {rc})")
@@ -315,6 +321,9 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
             if cpu_sampler:
                 cpu_sampler.stop()
             stop_all()
+            cost = _agent_cost(run.dir)
+            if cost:
+                run.doc["instrumentation"] = cost
     if run.doc["status"] == "running":
         run.doc["status"] = "ok"
     run.doc["ended_at"] = _now()
@@ -456,6 +465,16 @@ def _agent_info(run_dir: Path) -> dict[str, Any]:
     return info
 
 
+def _agent_cost(run_dir: Path) -> dict[str, Any] | None:
+    """The agent's own threads' CPU time against the target process's, as the
+    agent measured it (agent/cost.json)."""
+    try:
+        c = json.loads((run_dir / "agent" / "cost.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return {k: c.get(k) for k in ("agent_cpu_s", "process_cpu_s", "agent_cpu_pct", "threads", "not_counted")}
+
+
 def _negotiated_extensions(run_dir: Path) -> dict[str, int]:
     """WebSocket extensions the server accepted, per connection (counted)."""
     from collections import Counter
@@ -474,6 +493,7 @@ def _negotiated_extensions(run_dir: Path) -> dict[str, int]:
 def _target_tools(python: str, args: argparse.Namespace) -> list[Path]:
     """Profilers and the console the target's own interpreter may lack."""
     wanted = ([args.profile] if args.profile != "none" else []) + (["aiomonitor"] if args.monitor else [])
+    wanted += ["coverage"] if getattr(args, "coverage", False) else []
     if not wanted:
         return []
     from .target_site import TargetSiteError, ensure

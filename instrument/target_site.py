@@ -1,4 +1,4 @@
-"""Optional in-target tools (pyinstrument, yappi, aiomonitor) for a target
+"""Optional in-target tools (pyinstrument, yappi, aiomonitor, coverage) for a target
 interpreter that lacks them.
 
 A user's Auralis environment has only Auralis's requirements. Rather than
@@ -14,7 +14,8 @@ import subprocess
 from pathlib import Path
 
 # import name -> pip requirement
-TOOLS = {"pyinstrument": "pyinstrument>=4.6", "yappi": "yappi>=1.6", "aiomonitor": "aiomonitor>=0.7"}
+TOOLS = {"pyinstrument": "pyinstrument>=4.6", "yappi": "yappi>=1.6", "aiomonitor": "aiomonitor>=0.7",
+         "coverage": "coverage>=7.6"}
 
 
 class TargetSiteError(Exception):

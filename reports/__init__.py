@@ -41,6 +41,10 @@ def render_all(run_dir: Path, *, audit_dir: Path | None = None) -> list[Path]:
     ]
     paths.extend(write_audit(ctx, audit_dir))
     paths.append(_write(rd / "results.sarif", render_sarif(ctx)))
+    if (rd / "agent" / "coverage.json").is_file():  # --coverage: the per-package, per-route tables
+        from .coverage import coverage_md
+
+        paths.append(_write(rd / "coverage.md", coverage_md(rd)))
     junit = render_junit(ctx)
     if junit is not None:
         paths.append(_write(rd / "junit.xml", junit))

@@ -11,6 +11,7 @@ import jinja2
 from analysis.model import Finding
 
 from .context import RunContext, regression_text, rule_outcome
+from .instrumentation import instrumentation_line
 from .plots import artifact_image, run_plots
 from .redact import redact
 from .text import fmt_number
@@ -83,6 +84,7 @@ def render_html(ctx: RunContext) -> str:
         date=ctx.date,
         verdict=type(v)(v.verdict, redact(v.reason), v.source, v.exit_code),
         problems=[redact(p) for p in ctx.problems],
+        instrumentation=instrumentation_line(ctx.metrics or {}),
         counts=ctx.counts,
         total=len(ctx.findings),
         rules=rules,

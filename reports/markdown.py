@@ -5,6 +5,7 @@ from __future__ import annotations
 from analysis.model import SEVERITIES
 
 from .context import RunContext, regression_text, rule_outcome
+from .instrumentation import coverage_line, instrumentation_line
 from .redact import redact
 from .text import evidence_md, fmt_number, location_md, md_cell
 
@@ -36,6 +37,10 @@ def render_report_md(ctx: RunContext) -> str:
     inj = f", injected defects `{', '.join(ctx.injections)}`" if ctx.injections else ""
     out.append(f"Target `{ctx.target}`" + (f", scenario `{ctx.scenario}`" if ctx.scenario else "") + inj + f", run date {ctx.date}.")
     out.append("")
+    for line in (instrumentation_line(ctx.metrics or {}), coverage_line(ctx.metrics or {})):
+        if line:
+            out.append(line)
+            out.append("")
     if ctx.problems:
         out.append("**Run problems**: " + "; ".join(ctx.problems))
         out.append("")

@@ -19,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from .cost import CostMeter
 from .events import EventLog
-from .watchdog import LoopWatchdog
+from .watchdog import AGENT_WORK, LoopWatchdog
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,10 +36,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stall-threshold-ms", type=float, default=50.0)
     p.add_argument("--busy-sample-hz", type=float, default=50.0, help="stack samples per second while busy")
     p.add_argument("--trace-memory", action="store_true")
-    p.add_argument("--trace-frames", type=int, default=25)
-    p.add_argument("--trace-interval-s", type=float, default=10.0)
+    p.add_argument("--trace-frames", type=int, default=10)  # each frame costs every traced allocation
+    # a snapshot holds the GIL while it copies every trace (a second or more on a
+    # loaded target): few of them, the last one at shutdown off the loop
+    p.add_argument("--trace-interval-s", type=float, default=60.0)
     p.add_argument("--profile", choices=["none", "pyinstrument", "yappi"], default="none")
     p.add_argument("--monitor-port", type=int)
+    p.add_argument("--coverage", action="store_true", help="coverage.py over the code roots while the load runs")
     p.add_argument("--report-module", action="append", default=[])
     p.add_argument("--ws-deflate", choices=["on", "off"], default="on",
                    help="whether the server accepts permessage-deflate (uvicorn's default: on, as Auralis runs)")
@@ -83,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     fh_log = open(out / "faulthandler.log", "w")
     faulthandler.enable(file=fh_log, all_threads=True)
     log = EventLog(out)
+    meter = CostMeter(out)
     watchdog = LoopWatchdog(log, threshold_s=a.stall_threshold_ms / 1000.0, code_roots=roots,
-                            busy_sample_hz=a.busy_sample_hz, faulthandler_file=fh_log)
+                            busy_sample_hz=a.busy_sample_hz, faulthandler_file=fh_log, periodic=meter.write)
     watchdog.install_gc_callbacks()
 
     profiler = None
@@ -95,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             profiler = start_profiler(a.profile, out)
         except ImportError as e:
             _fail(f"--profile {a.profile} needs module '{e.name}' in the target's Python")
+
+    run_cov = None
+    if a.coverage:  # before the app's import: its module-level lines count
+        from .runcoverage import RunCoverage
+
+        try:
+            run_cov = RunCoverage(out, roots)
+        except ImportError as e:
+            _fail(f"--coverage needs module '{e.name}' in the target's Python")
 
     module_name, _, attr = a.app.partition(":")
     try:
@@ -114,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     from .thread_names import start as record_thread_names
 
     record_thread_names(log)
+
+    # Everything the server would import lazily on its first turns (the HTTP and
+    # WebSocket protocol classes, the lifespan handler) is imported now, before
+    # the loop runs and before tracemalloc: done on the loop, under tracing or a
+    # profiler, those imports were the run's worst "stalls" and were the tool's.
+    import uvicorn
+
+    config = uvicorn.Config(app, host=a.host, port=a.port, loop="none", lifespan="auto", log_level="info",
+                            ws_per_message_deflate=a.ws_deflate == "on")
+    config.load()
+    server = uvicorn.Server(config)
 
     tracer = None
     if a.trace_memory:
@@ -148,16 +173,23 @@ def main(argv: list[str] | None = None) -> int:
         "loop": f"{type(loop).__module__}.{type(loop).__qualname__}", "app": a.app, "code_roots": roots,
         "stall_threshold_ms": a.stall_threshold_ms, "versions": _versions(), "report_modules": modules,
         "options": {"trace_memory": a.trace_memory, "profile": a.profile, "monitor_port": a.monitor_port,
-                    "ws_deflate": a.ws_deflate},
+                    "ws_deflate": a.ws_deflate, "coverage": a.coverage},
         "started_t": time.time(),
     }
     (out / "agent.json").write_text(json.dumps(info, indent=1))
 
-    import uvicorn
+    # the console's imports (aiohttp, yarl, prompt_toolkit) and its UI thread's
+    # start-up happen here, before the loop runs: done on the loop they were a
+    # 0.7 s "stall" of the target
+    monitor = None
+    if a.monitor_port:
+        from .console import start_monitor
 
-    config = uvicorn.Config(app, host=a.host, port=a.port, loop="none", lifespan="auto", log_level="info",
-                            ws_per_message_deflate=a.ws_deflate == "on")
-    server = uvicorn.Server(config)
+        try:
+            monitor = start_monitor(loop, a.monitor_port, out)
+        except ImportError as e:
+            _fail(f"--monitor needs module '{e.name}' in the target's Python")
+        meter.register(getattr(monitor, "_ui_thread", None))
 
     async def serve() -> None:
         watchdog.start(loop)
@@ -172,30 +204,32 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"agent: could not read the app's routes: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
         routes_task = asyncio.ensure_future(routes_once_started())  # noqa: F841 (kept referenced until serve ends)
-        monitor = None
-        if a.monitor_port:
-            from .console import start_monitor
-
-            monitor = start_monitor(loop, a.monitor_port, out)
         try:
             await server.serve()
         finally:
             watchdog.stop()
-            if monitor is not None:
-                monitor.close()
 
     # uvicorn re-raises the SIGTERM it handled once it has shut down, with the
     # handlers it found installed; with the default ones that kills us before the
     # profiles and the last tracemalloc snapshot are written
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    meter.start()
     try:
         loop.run_until_complete(serve())
     finally:
-        if tracer is not None:
-            tracer.stop()
-        if profiler is not None:
-            profiler.stop()
+        meter.write()  # before the profilers' own shutdown work, which is not the target's
+        if monitor is not None:
+            monitor.close()
+        with AGENT_WORK:
+            if tracer is not None:
+                tracer.stop()
+            if profiler is not None:
+                profiler.stop()
+            if run_cov is not None:
+                # the route table as it ended up (an app may add routes in its lifespan)
+                run_cov.record_routes(app)
+                run_cov.stop()
         log.close()
         faulthandler.disable()
         fh_log.close()

@@ -8,10 +8,11 @@ import time
 import tracemalloc
 
 from .events import EventLog
+from .watchdog import AGENT_WORK
 
 
 class MemTracer:
-    def __init__(self, log: EventLog, *, frames: int = 25, interval_s: float = 10.0, code_roots: list[str] | None = None,
+    def __init__(self, log: EventLog, *, frames: int = 10, interval_s: float = 60.0, code_roots: list[str] | None = None,
                  top: int = 15):
         self.log = log
         self.frames = frames
@@ -35,7 +36,10 @@ class MemTracer:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self._record("interval", self._snapshot())
+            # a snapshot holds the GIL for as long as it walks every trace: a
+            # loop stall inside it is the instrumentation's cost
+            with AGENT_WORK:
+                self._record("interval", self._snapshot())
 
     def _record(self, phase: str, snap: tracemalloc.Snapshot) -> None:
         current, peak = tracemalloc.get_traced_memory()

@@ -13,6 +13,13 @@ Besides stalls, every heartbeat's lag is kept (per-second p50/p90/p99/max)
 and the loop thread's stack is sampled at a fixed rate, so a loop that is
 busy in many short turns below the threshold (saturation) shows up with the
 frames that keep it busy.
+
+The watchdog is itself a thread of the target, and every time it wakes it
+takes the GIL from the loop; on a loaded two-core machine each wake that lands
+in a request can cost that request a scheduler quantum. So it wakes only when
+it has something to do: at the moment the last beat would become a stall (not
+at a fixed poll), and for stack samples only while the loop thread is busy
+(its CPU share, or a late beat), which is when saturation can happen.
 """
 from __future__ import annotations
 
@@ -32,6 +39,41 @@ from .events import EventLog
 
 _STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"])
 _AGENT_DIR = os.path.dirname(os.path.realpath(__file__))
+# the loop thread's share of CPU (since the watchdog's last wake, or over the
+# last second) above which its stack is sampled: saturation needs 0.6
+BUSY_SAMPLING_SHARE = 0.25
+
+
+class AgentWork:
+    """Spans of time in which one of the agent's own threads did work that
+    holds the GIL for long (a tracemalloc snapshot, writing a profile): a
+    loop stall inside one is the instrumentation's cost, not the target's."""
+
+    def __init__(self) -> None:
+        self.spans: collections.deque[tuple[float, float]] = collections.deque(maxlen=256)
+        self.open_since: float | None = None
+
+    def __enter__(self) -> "AgentWork":
+        self.open_since = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.open_since is not None:
+            self.spans.append((self.open_since, time.perf_counter()))
+        self.open_since = None
+
+    def overlap_ms(self, start: float, end: float) -> float:
+        spans = list(self.spans) + ([(self.open_since, end)] if self.open_since is not None else [])
+        total = 0.0
+        for a, b in spans:
+            lo, hi = max(a, start), min(b, end)
+            if hi > lo:
+                total += hi - lo
+        return total * 1000.0
+
+
+# one per process: the agent's modules enter it around their GIL-heavy work
+AGENT_WORK = AgentWork()
 
 
 def _percentile(sorted_vals: list[float], q: float) -> float:
@@ -45,7 +87,8 @@ def _percentile(sorted_vals: list[float], q: float) -> float:
 
 class LoopWatchdog:
     def __init__(self, log: EventLog, *, threshold_s: float, code_roots: list[str], busy_sample_hz: float = 50.0,
-                 faulthandler_file: Any = None, hang_dump_s: float = 10.0):
+                 faulthandler_file: Any = None, hang_dump_s: float = 10.0, periodic: Any = None,
+                 periodic_s: float = 10.0):
         self.log = log
         self.threshold = threshold_s
         self.interval = threshold_s / 5.0
@@ -53,6 +96,9 @@ class LoopWatchdog:
         self.sample_period = 1.0 / busy_sample_hz if busy_sample_hz > 0 else None
         self.fh_file = faulthandler_file
         self.hang_dump_s = hang_dump_s
+        # called on this thread every periodic_s (the agent's cost figure), never on the loop
+        self.periodic = periodic
+        self.periodic_s = periodic_s
         self.last_beat = time.perf_counter()
         self.last_beat_cpu = 0.0
         self.lags: collections.deque[float] = collections.deque()
@@ -176,7 +222,11 @@ class LoopWatchdog:
         frames: collections.Counter[str] = collections.Counter()
         next_sample = time.perf_counter()
         cpu_second = self._cpu()
-        while not self._stop.wait(poll):
+        cpu_prev, t_prev = cpu_second, second_start
+        wait_second = self._runq_wait_ns()
+        last_second_busy = 0.0
+        next_periodic = second_start + self.periodic_s
+        while True:
             now = time.perf_counter()
             beat = self.last_beat
             wait_ns = self._runq_wait_ns()
@@ -202,25 +252,54 @@ class LoopWatchdog:
                         self.fh_file.write(f"\n--- loop blocked {age:.1f} s ---\n")
                         self.fh_file.flush()
                         faulthandler.dump_traceback(file=self.fh_file, all_threads=True)
-            # fixed-rate stack sampling, for saturation below the stall threshold
-            if self.sample_period and now >= next_sample:
-                # jittered: a fixed period phase-locks to the loop's own rhythm and,
-                # because this thread gets the GIL mostly when the loop releases it,
-                # would sample only its idle moments
-                next_sample = now + self.sample_period * random.uniform(0.5, 1.5)
-                samples += 1
-                where = self._busy_frame()
-                if where is not None:
-                    busy += 1
-                    frames[where] += 1
+            # stack sampling, for saturation below the stall threshold; only
+            # while the loop is busy (an idle loop cannot be saturated, and a
+            # sample costs the loop the GIL)
+            sampling = False
+            if self.sample_period:
+                cpu_now = self._cpu()
+                share = ((cpu_now - cpu_prev) / (now - t_prev)
+                         if cpu_now is not None and cpu_prev is not None and now > t_prev else 0.0)
+                cpu_prev, t_prev = cpu_now, now
+                sampling = (share >= BUSY_SAMPLING_SHARE or last_second_busy >= BUSY_SAMPLING_SHARE
+                            or overdue > self.interval or stall is not None)
+                if sampling and now >= next_sample:
+                    # jittered: a fixed period phase-locks to the loop's own rhythm and,
+                    # because this thread gets the GIL mostly when the loop releases it,
+                    # would sample only its idle moments
+                    next_sample = now + self.sample_period * random.uniform(0.5, 1.5)
+                    samples += 1
+                    where = self._busy_frame()
+                    if where is not None:
+                        busy += 1
+                        frames[where] += 1
             if now - second_start >= 1.0:
                 cpu_now = self._cpu()
                 cpu_s = (cpu_now - cpu_second) if cpu_now is not None and cpu_second is not None else None
                 cpu_second = cpu_now
-                self._emit_second(second_start, now, samples, busy, frames, cpu_s)
+                runq_s = (wait_ns - wait_second) / 1e9 if wait_ns is not None and wait_second is not None else 0.0
+                wait_second = wait_ns
+                last_second_busy = self._emit_second(second_start, now, samples, busy, frames, cpu_s, runq_s)
                 second_start = now
                 samples = busy = 0
                 frames = collections.Counter()
+                if self.periodic is not None and now >= next_periodic:
+                    next_periodic = now + self.periodic_s
+                    try:
+                        self.periodic()
+                    except Exception:  # a figure of ours must never stop the watchdog
+                        pass
+            # the next wake: when the last beat would become a stall; during a
+            # stall, a poll for its end; the next sample while busy; the second's end
+            if stall is None:
+                wake = self.last_beat + self.interval + self.threshold + 0.001
+            else:
+                wake = now + poll
+            if sampling:
+                wake = min(wake, next_sample)
+            wake = min(wake, second_start + 1.0)
+            if self._stop.wait(max(0.002, wake - time.perf_counter())):
+                break
 
     def _busy_frame(self) -> str | None:
         """The attributed frame the loop thread is running, or None when idle
@@ -299,11 +378,17 @@ class LoopWatchdog:
                 f["own"] = own
                 if own:
                     f["file"] = rel
+                elif not f["file"].startswith("<") and os.path.dirname(os.path.realpath(f["file"])) == _AGENT_DIR:
+                    f["agent"] = True  # ours: analysis counts a stall in it as instrumentation cost
         w0, w1 = stall.get("wait0"), stall.get("wait1")
         runq_ms = round((w1 - w0) / 1e6, 2) if w0 is not None and w1 is not None else None
+        if runq_ms is not None:  # readings are taken at the watchdog's wakes, the first up to a wake early
+            runq_ms = min(runq_ms, round(span_ms, 2))
         self.log.write("stalls", {
             "t": start + self._wall_offset, "duration_ms": round(dur_ms, 2), "location": loc, "stacks": stacks,
             "gc_ms": round(gc_ms, 2), "cpu_ms": round(cpu_ms, 2),
+            # time inside it that one of the agent's own threads held the GIL for its work
+            "agent_ms": round(AGENT_WORK.overlap_ms(start, end), 2),
             # time the loop thread was runnable but not running (no CPU for it)
             "runq_wait_ms": runq_ms,
             # CPU time of the loop thread close to the wall time: computing; far below: waiting (sleep, I/O, lock)
@@ -312,7 +397,7 @@ class LoopWatchdog:
         })
 
     def _emit_second(self, start: float, end: float, samples: int, busy: int, frames: collections.Counter,
-                     cpu_s: float | None) -> None:
+                     cpu_s: float | None, runq_s: float = 0.0) -> float:
         lags = []
         while self.lags:
             try:
@@ -321,7 +406,13 @@ class LoopWatchdog:
                 break
         lags.sort()
         span = max(1e-9, end - start)
-        lag_busy = min(1.0, sum(lags) / span)
+        # heartbeat lag while one of the agent's threads held the GIL for its own
+        # work (a snapshot) is the instrumentation's, not the loop's busy time
+        # work (a snapshot) is the instrumentation's, not the loop's busy time.
+        # (Run-queue wait is recorded but not taken out: a CPU-bound turn on a
+        # starved machine is still a turn no client is served in.)
+        agent_ms = AGENT_WORK.overlap_ms(start, end)
+        lag_busy = min(1.0, max(0.0, sum(lags) - agent_ms / 1000.0) / span)
         cpu_frac = min(1.0, cpu_s / span) if cpu_s is not None else None
         rec = {
             "t": end + self._wall_offset, "turns": len(lags),
@@ -333,6 +424,7 @@ class LoopWatchdog:
             "lag_busy_fraction": round(lag_busy, 4),
             "cpu_fraction": round(cpu_frac, 4) if cpu_frac is not None else None,
             "busy_fraction": round(max(lag_busy, cpu_frac or 0.0), 4),
+            "agent_ms": round(agent_ms, 1), "runq_ms": round(max(0.0, runq_s) * 1000, 1),
             "samples": samples, "busy_samples": busy,
             "sampled_busy_fraction": round(busy / samples, 4) if samples else None,
         }
@@ -345,3 +437,4 @@ class LoopWatchdog:
         if frames:
             self.log.write("busy_samples", {"t": rec["t"], "samples": samples, "busy": busy,
                                             "frames": dict(frames.most_common(10))})
+        return rec["busy_fraction"]

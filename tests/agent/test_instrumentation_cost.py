@@ -1,0 +1,73 @@
+"""Nothing the tool does is blamed on the target: a loop stall whose stack
+sits in the agent's own work (the console's start-up, an import it made), or
+that falls inside the agent's GIL-holding work on another thread (a
+tracemalloc snapshot), is counted as instrumentation cost and is never a
+finding; a stall in the target's code under an agent hook stays the target's.
+The second test is a real one: a watchdog over a bare loop while another
+thread holds the GIL inside AGENT_WORK."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from analysis.loop import analyse_loop
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).parent
+
+MAIN = {"file": "/x/instrument/agent/__main__.py", "line": 172, "function": "main", "own": False, "agent": True}
+SERVE = {"file": "/x/instrument/agent/__main__.py", "line": 160, "function": "serve", "own": False, "agent": True}
+CONSOLE = [MAIN, SERVE, {"file": "/x/instrument/agent/console.py", "line": 9, "function": "start_monitor",
+                         "own": False, "agent": True},
+           {"file": "<frozen importlib._bootstrap>", "line": 1, "function": "_find_and_load", "own": False},
+           {"file": "/venv/site-packages/yarl/_url.py", "line": 3, "function": "<module>", "own": False}]
+TARGET_UNDER_HOOK = [MAIN, {"file": "/x/instrument/agent/hooks.py", "line": 20, "function": "wrapped_send",
+                            "own": False, "agent": True},
+                     {"file": "/app/core/send.py", "line": 40, "function": "send_blocking", "own": True}]
+LIBRARY = [MAIN, SERVE, {"file": "/venv/site-packages/uvicorn/server.py", "line": 80, "function": "startup",
+                         "own": False}]
+
+
+def _stall(t: float, ms: float, frames: list, *, agent_ms: float = 0.0, loc=None) -> dict:
+    return {"t": t, "duration_ms": ms, "location": loc, "stacks": [{"at_ms": 55.0, "frames": frames}],
+            "gc_ms": 0.0, "cpu_ms": ms * 0.9, "runq_wait_ms": 0.0, "cpu_bound": True, "threshold_ms": 50.0,
+            "agent_ms": agent_ms}
+
+
+def _write(tmp, stalls):
+    (tmp / "agent").mkdir()
+    (tmp / "agent" / "agent.json").write_text(json.dumps({"stall_threshold_ms": 50}))
+    (tmp / "agent" / "stalls.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stalls))
+
+
+def test_the_agents_own_work_is_counted_never_a_finding(tmp_path):
+    loc = {"file": "core/send.py", "line": 40, "function": "send_blocking"}
+    _write(tmp_path, [_stall(1.0, 658.0, CONSOLE),  # the console's import of yarl, on the loop
+                      _stall(2.0, 300.0, LIBRARY, agent_ms=280.0),  # inside a tracemalloc snapshot
+                      _stall(3.0, 120.0, TARGET_UNDER_HOOK, loc=loc),  # the target's, under a hook of ours
+                      _stall(4.0, 120.0, LIBRARY, agent_ms=10.0)])  # uvicorn's own, barely touched by us
+    findings, metrics = analyse_loop(tmp_path)
+    assert metrics["loop_instrumentation_stall_count"] == 2
+    assert metrics["loop_instrumentation_stall_total_ms"] == 958.0
+    stalls = sorted((f.location.function or "", f.figures["count"]) for f in findings if f.kind == "loop_stall")
+    assert stalls == [("", 1), ("send_blocking", 1)], stalls
+    assert metrics["loop_stall_count"] == 2
+
+
+def test_a_stall_inside_the_agents_gil_holding_work_is_instrumentation(tmp_path):
+    agent = tmp_path / "agent"
+    agent.mkdir()
+    (agent / "agent.json").write_text(json.dumps({"stall_threshold_ms": 50}))
+    p = subprocess.run([sys.executable, str(HERE / "starved_loop.py"), str(agent), "agent-work", "3.0"],
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    stalls = [json.loads(line) for line in (agent / "stalls.jsonl").read_text().splitlines()]
+    # the precondition: the GIL held by "our" thread did stall the loop
+    assert len(stalls) >= 1, stalls
+    assert all(s["agent_ms"] >= 0.5 * s["duration_ms"] for s in stalls), stalls
+    findings, metrics = analyse_loop(tmp_path)
+    assert not [f for f in findings if f.kind == "loop_stall"], [f.evidence for f in findings]
+    assert metrics["loop_instrumentation_stall_count"] == len(stalls)

@@ -1,0 +1,45 @@
+"""The tool's optional modes cost the target something, but nothing they do
+is blamed on it: a clean `smoke` on the reference backend exits 0 with each
+of --monitor, --profile pyinstrument, --profile yappi and --trace-memory, and
+run.json says what the agent's own threads cost."""
+from __future__ import annotations
+
+import pytest
+
+from analysis.model import load_findings
+
+from .helpers import leftovers, run_cli, run_json
+
+pytestmark = pytest.mark.slow
+
+MODES = {
+    "monitor": ("--monitor",),
+    "pyinstrument": ("--profile", "pyinstrument"),
+    "yappi": ("--profile", "yappi"),
+    "trace-memory": ("--trace-memory",),
+}
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def mode_run(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param) / "run"
+    r = run_cli("--scenario", "smoke", "--duration", "12", *MODES[request.param], "--out", str(out))
+    return request.param, out, r
+
+
+def test_a_clean_run_passes_in_each_optional_mode(mode_run):
+    mode, out, r = mode_run
+    findings = load_findings((out / "findings.json").read_text())[0]
+    loud = [(f.severity, f.kind, f.title, f.location.render()) for f in findings if f.severity in ("CRITICAL", "HIGH")]
+    assert r.returncode == 0, (mode, loud, r.stdout[-2000:], r.stderr[-2000:])
+    assert not [f for f in findings if f.kind == "loop_stall"], [f.evidence for f in findings if f.kind == "loop_stall"]
+    assert leftovers(out) == []
+
+
+def test_the_agents_own_cpu_is_recorded_and_reported(mode_run):
+    mode, out, _ = mode_run
+    cost = run_json(out).get("instrumentation") or {}
+    assert cost.get("process_cpu_s", 0) > 0, cost
+    assert cost.get("agent_cpu_pct") is not None and 0 <= cost["agent_cpu_pct"] < 100, cost
+    assert "earshot-watchdog" in cost.get("threads", {}), cost
+    assert "of the target's CPU" in (out / "report.md").read_text()
