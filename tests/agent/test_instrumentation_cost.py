@@ -53,7 +53,8 @@ def test_the_agents_own_work_is_counted_never_a_finding(tmp_path):
     assert metrics["loop_instrumentation_stall_count"] == 2
     assert metrics["loop_instrumentation_stall_total_ms"] == 958.0
     stalls = sorted((f.location.function or "", f.figures["count"]) for f in findings if f.kind == "loop_stall")
-    assert stalls == [("", 1), ("send_blocking", 1)], stalls
+    # a stall with no target frame names the library frame it was in (issue 16)
+    assert stalls == [("send_blocking", 1), ("startup", 1)], stalls
     assert metrics["loop_stall_count"] == 2
 
 
@@ -66,8 +67,10 @@ def test_a_stall_inside_the_agents_gil_holding_work_is_instrumentation(tmp_path)
     assert p.returncode == 0, p.stderr
     stalls = [json.loads(line) for line in (agent / "stalls.jsonl").read_text().splitlines()]
     # the precondition: the GIL held by "our" thread did stall the loop
-    assert len(stalls) >= 1, stalls
-    assert all(s["agent_ms"] >= 0.5 * s["duration_ms"] for s in stalls), stalls
+    ours = [s for s in stalls if s["agent_ms"] >= 0.5 * s["duration_ms"]]
+    assert len(ours) >= 1, stalls
+    # on a loaded machine the loop may also wait for a CPU (a host stall, not
+    # ours and not the target's); no stall here is ever the target's finding
     findings, metrics = analyse_loop(tmp_path)
     assert not [f for f in findings if f.kind == "loop_stall"], [f.evidence for f in findings]
-    assert metrics["loop_instrumentation_stall_count"] == len(stalls)
+    assert metrics["loop_instrumentation_stall_count"] == len(ours)
