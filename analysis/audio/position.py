@@ -189,8 +189,9 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
 
     request.position_s is where the client asked the audio to start;
     request.candidates are other requests in flight when the stream started
-    (the one nearest the audio is taken: a client that seeks again before the
-    previous seek's stream started cannot tell which request a stream answers).
+    (a client that seeks again before the previous seek's stream started
+    cannot tell which request a stream answers): the one the announcement
+    echoes is taken, else the one nearest the audio.
     boundaries: chunk boundaries (capture frames); a jump at one of them no
     larger than ``boundary_jump_owned_s`` is left to the continuity check.
     tolerance_frames: how far the start may be from the request and still be
@@ -213,7 +214,7 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
         lag0 = float(tr.lags[s0.last])
         lag1 = float(tr.lags[s1.first])
         lo, hi = int(tr.frames[s0.last]), int(tr.frames[s1.first]) + tr.window
-        at, _gain = locate_change(xm, sm, lo, hi, int(round(lag0)), int(round(lag1)))
+        at = locate_jump(xm, sm, lo, hi, int(round(lag0)), int(round(lag1)))
         size = (lag1 - lag0) / sr
         bi = None
         if len(b):
@@ -229,7 +230,14 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
     consumed = 0  # jumps explained by stale audio at the head
     if req is not None:
         options = [req] + [c for c in request.candidates if c is not None]
-        req = min(options, key=lambda r: abs(start - r))
+        # the server's announcement names the request it answers, when it
+        # echoes one (allowing its advance to a chunk start); else the nearest
+        named = [r for r in options if request.announced_s is not None
+                 and -1.0 / sr <= request.announced_s - r <= max_announced_advance_s + 1.0 / sr]
+        if named:
+            req = min(named, key=lambda r: abs(request.announced_s - r))  # type: ignore[operator]
+        else:
+            req = min(options, key=lambda r: abs(start - r))
         res.requested_s = req
         err_frames = (start - req) * sr
         if abs(err_frames) > tol + 1:
@@ -273,6 +281,42 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
     return res
 
 
+def _block_corr(xm: np.ndarray, sm: np.ndarray, lo: int, hi: int, lag: int, block: int) -> np.ndarray:
+    """Normalised correlation of each block of xm[lo:hi] with the source at `lag` (0 outside the source)."""
+    n = (hi - lo) // block
+    out = np.zeros(n)
+    a, b = max(lo, -lag), min(lo + n * block, len(sm) - lag)
+    if b <= a:
+        return out
+    ka, kb = -(-(a - lo) // block), (b - lo) // block
+    if kb <= ka:
+        return out
+    seg = xm[lo + ka * block: lo + kb * block].astype(np.float64).reshape(-1, block)
+    ref = sm[lo + ka * block + lag: lo + kb * block + lag].astype(np.float64).reshape(-1, block)
+    num = (seg * ref).sum(axis=1)
+    den = np.sqrt((seg * seg).sum(axis=1) * (ref * ref).sum(axis=1)) + _TINY
+    out[ka:kb] = num / den
+    return out
+
+
+def locate_jump(xm: np.ndarray, sm: np.ndarray, lo: int, hi: int, lag1: int, lag2: int, *,
+                block: int = 256) -> int:
+    """Frame in [lo, hi) where the lag switches from lag1 to lag2. Blocks are
+    matched at each lag by normalised correlation, which the enhanced path's
+    gain ramps and EQ leave alone, and the split that best explains both sides
+    is refined to the frame by a short two-lag FIR fit around it."""
+    c1 = _block_corr(xm, sm, lo, hi, lag1, block)
+    c2 = _block_corr(xm, sm, lo, hi, lag2, block)
+    if not len(c1):
+        return lo
+    score = np.concatenate([[0.0], np.cumsum(c1)]) + (c2.sum() - np.concatenate([[0.0], np.cumsum(c2)]))
+    k = int(np.argmax(score))
+    split = lo + k * block
+    a, b = max(lo, split - 2 * block), min(hi, split + 2 * block)
+    at, _ = locate_change(xm, sm, a, b, lag1, lag2, fit_len=block)
+    return int(at)
+
+
 def _block_db(x: np.ndarray, block: int) -> np.ndarray:
     n = len(x) // block
     if n == 0:
@@ -307,13 +351,20 @@ def aligned_by_trace(source: np.ndarray, trace: PositionTrace, n_frames: int) ->
 
 def detect_attenuation(x: np.ndarray, src: np.ndarray, sr: int, *, min_drop_db: float = 20.0,
                        min_duration_s: float = 1.0, block_s: float = 0.1, source_active_dbfs: float = -50.0,
-                       digital_silence_dbfs: float = -90.0) -> list[AudioDefect]:
+                       digital_silence_dbfs: float = -90.0, gain_margin_db: float = 10.0,
+                       reference_s: float = 3.0) -> list[AudioDefect]:
     """Spans >= min_duration_s where the capture is >= min_drop_db quieter
     than the aligned source ``src`` (same shape as x) while the source has
     signal. Blocks where the source is quiet neither count nor break a span;
     digital silence in the capture is the gap detector's and breaks it.
-    magnitude: median deficit over the span (dB, positive = quieter);
-    time_s: onset; detail: recovery time (None if it never recovered)."""
+
+    The enhanced path changes the level on purpose (a per-chunk gain of a few
+    dB), so the drop is measured against the capture-to-source level of the
+    signal within ``reference_s`` around the span: candidates are blocks
+    ``gain_margin_db`` short of the threshold, kept when the drop relative to
+    that reference reaches it. magnitude: median drop over the span (dB,
+    positive = quieter); time_s: onset; detail: recovery time (None if it
+    never recovered), deepest drop, reference gain."""
     block = max(1, int(block_s * sr))
     cap_db = _block_db(x, block)
     src_db = _block_db(src, block)
@@ -321,8 +372,9 @@ def detect_attenuation(x: np.ndarray, src: np.ndarray, sr: int, *, min_drop_db: 
     cap_db, src_db = cap_db[:n], src_db[:n]
     active = src_db > source_active_dbfs
     deficit = src_db - cap_db
-    low = active & (deficit >= min_drop_db) & (cap_db > digital_silence_dbfs)
+    low = active & (deficit >= min_drop_db - gain_margin_db) & (cap_db > digital_silence_dbfs)
     breaks = active & ~low | (cap_db <= digital_silence_dbfs) & active
+    ref_n = max(1, int(reference_s / block_s))
     out: list[AudioDefect] = []
     i = 0
     while i < n:
@@ -335,13 +387,16 @@ def detect_attenuation(x: np.ndarray, src: np.ndarray, sr: int, *, min_drop_db: 
                 last = j
             j += 1
         blocks = np.flatnonzero(low[i: last + 1]) + i
-        if len(blocks) * block >= min_duration_s * sr:
+        around = np.r_[max(0, i - ref_n): i, last + 1: min(n, last + 1 + ref_n)]
+        around = around[active[around] & ~low[around] & (cap_db[around] > digital_silence_dbfs)]
+        gain = float(np.median(cap_db[around] - src_db[around])) if len(around) else 0.0
+        d = deficit[blocks] + gain
+        if len(blocks) * block >= min_duration_s * sr and float(np.median(d)) >= min_drop_db:
             recovered = (last + 1) * block / sr if last + 1 < n and j < n else None
-            d = deficit[blocks]
             out.append(AudioDefect("attenuation", i * block / sr, None, float(np.median(d)), "dB",
                                    float(d.max()), 0.0,
                                    {"onset_s": i * block / sr, "recovery_s": recovered,
                                     "duration_s": (last + 1 - i) * block / sr, "max_db": float(d.max()),
-                                    "attenuated_s": len(blocks) * block / sr}))
+                                    "attenuated_s": len(blocks) * block / sr, "reference_gain_db": gain}))
         i = last + 1
     return out

@@ -96,6 +96,14 @@ def test_the_request_in_flight_nearest_the_audio_is_the_one_answered():
     assert r.defects == [] and r.requested_s == 12.0
 
 
+def test_the_request_the_announcement_echoes_is_the_one_answered_even_when_another_is_nearer_the_audio():
+    src = track("pink")
+    x = cut(src, 44.32, 48.0)  # asked 39.32 (announced), landed 5 s late; 42.96 was the next seek, in flight
+    r = detect_position_defects(x, src, SR, Request(42.96, "seek", announced_s=39.32, candidates=[39.32]))
+    assert [d.kind for d in r.defects] == ["position_error"] and r.requested_s == 39.32
+    assert r.defects[0].magnitude == pytest.approx(5.0, abs=2 * FRAME)
+
+
 @pytest.mark.parametrize("enhanced", [False, True], ids=["normal", "enhanced"])
 @pytest.mark.parametrize("name,a,b,c,d", [("timecode", 10.0, 14.3, 20.0, 26.0),  # forward 5.7 s mid-chunk
                                           ("pink", 30.0, 36.1, 21.0, 27.0),  # backward 15.1 s: a replay
