@@ -55,6 +55,10 @@ class PositionTrace:
     corr: np.ndarray
     n_frames: int = 0
     global_searches: int = 0
+    # the first placed window's position confirmed by an unambiguous search of
+    # the whole source: False on periodic content (a sine), where the local
+    # search only finds the period nearest the expectation it was given
+    anchored: bool = False
 
     @property
     def known(self) -> np.ndarray:
@@ -117,16 +121,23 @@ class _SourceIndex:
 
 def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag: float = 0.0,
                     step_s: float = 0.25, window_s: float = 0.2, local_search_s: float = 0.03,
-                    min_corr: float = 0.6, global_min_corr: float = 0.7, ambiguity: float = 0.97,
-                    silent_dbfs: float = -60.0, max_global_searches: int = 60) -> PositionTrace:
+                    global_window_s: float = 1.0, anchor_s: float = 3.0, min_corr: float = 0.6,
+                    global_min_corr: float = 0.7, ambiguity: float = 0.97, silent_dbfs: float = -60.0,
+                    max_global_searches: int = 60, anchor_jump_s: float = 0.05) -> PositionTrace:
     """The position trace of capture x against the whole source (mono or
     (frames, channels) each). expected_lag: where the capture should start
-    in the source (frames), tried first; the first window and every window
-    whose local match fails are searched over the whole source (at most
-    ``max_global_searches`` times per capture: a stream the mastering has
-    made unrecognisable costs bounded time)."""
+    in the source (frames), tried first with ``window_s`` windows every
+    ``step_s``; a window whose local match fails is searched over the whole
+    source with ``global_window_s`` of audio (at most ``max_global_searches``
+    times per capture: a stream the mastering has made unrecognisable costs
+    bounded time). The first run of windows is then anchored: up to
+    ``anchor_s`` of it searched over the whole source must land where the
+    trace put it, and no other place may match nearly as well (music repeats
+    a bar; a sine repeats every period)."""
     xm, sm = _mono(x), _mono(source)
     w = max(256, int(window_s * sr))
+    gw = max(w, int(global_window_s * sr))
+    aw = max(gw, int(anchor_s * sr))
     step = max(1, int(step_s * sr))
     starts = np.arange(0, max(0, len(xm) - w) + 1, step) if len(xm) >= w else np.zeros(0, dtype=np.int64)
     lags = np.full(len(starts), np.nan)
@@ -147,17 +158,34 @@ def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag:
                 found = (r[0], r[1])
         if found is None and searches < max_global_searches:
             if index is None:
-                index = _SourceIndex(sm, w)
+                index = _SourceIndex(sm, aw)
             searches += 1
-            g = index.search(seg, ambiguity=ambiguity, guard=w // 2)
+            gseg = xm[p: p + gw].astype(np.float64)
+            g = index.search(gseg, ambiguity=ambiguity, guard=len(gseg) // 2)
             if g is not None and g[1] >= global_min_corr:
                 # refined to a fraction of a frame by the local search at the new lag
                 r = estimate_lag(xm, sm, int(p), g[0] - int(p), window=w, max_shift=64)
-                found = (r[0], r[1]) if r is not None and r[1] >= g[1] - 0.05 else (float(g[0] - p), g[1])
+                found = (r[0], r[1]) if r is not None and r[1] >= min_corr else (float(g[0] - p), g[1])
         if found is not None:
             lags[i], corr[i] = found
             lag = found[0]
-    return PositionTrace(sr, w, starts.astype(np.int64), lags, corr, len(xm), searches)
+    anchored = False
+    known = np.flatnonzero(np.isfinite(lags))
+    if len(known):
+        first = int(known[0])
+        last = first
+        for k in known[1:]:
+            if abs(lags[k] - lags[first]) >= anchor_jump_s * sr:
+                break
+            last = int(k)
+        a0 = int(starts[first])
+        a1 = min(len(xm), a0 + aw, int(starts[last]) + w)
+        if index is None:
+            index = _SourceIndex(sm, aw)
+        aseg = xm[a0:a1].astype(np.float64)
+        g = index.search(aseg, ambiguity=ambiguity, guard=len(aseg) // 2)
+        anchored = g is not None and abs((g[0] - a0) - lags[first]) <= 64
+    return PositionTrace(sr, w, starts.astype(np.int64), lags, corr, len(xm), searches, anchored)
 
 
 @dataclass
@@ -198,8 +226,14 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
     rounding (default 1 frame on the normal path, 16 on the enhanced path,
     whose EQ moves narrowband content by a few frames)."""
     tol = (16.0 if enhanced else 1.0) if tolerance_frames is None else float(tolerance_frames)
-    tr = trace if trace is not None else trace_positions(
-        x, source, sr, expected_lag=(request.position_s or 0.0) * sr)
+    options = [] if request.position_s is None else \
+        [request.position_s] + [c for c in request.candidates if c is not None]
+    # the server's announcement names the request it answers, when it echoes
+    # one (allowing its advance to a chunk start)
+    named = [r for r in options if request.announced_s is not None
+             and -1.0 / sr <= request.announced_s - r <= max_announced_advance_s + 1.0 / sr]
+    expected = min(named, key=lambda r: abs(request.announced_s - r)) if named else request.position_s  # type: ignore[operator]
+    tr = trace if trace is not None else trace_positions(x, source, sr, expected_lag=(expected or 0.0) * sr)
     min_jump = int(min_jump_s * sr)
     segs = tr.segments(min_jump)
     b = np.asarray(boundaries if boundaries is not None else [], dtype=np.int64)
@@ -225,19 +259,18 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
                       "to_s": (at + lag1) / sr, "boundary_index": bi, "lag_before": lag0, "lag_after": lag1})
     res.jumps = jumps
     start = float(tr.lags[segs[0].first]) / sr  # source time of capture frame 0
-    res.start_s = start
     req = request.position_s
     consumed = 0  # jumps explained by stale audio at the head
+    if not tr.anchored:
+        # periodic content: the start is only "found" where it was expected to
+        # be, so it proves nothing either way; jumps placed by whole-source
+        # searches still stand
+        req = None
+    else:
+        res.start_s = start
     if req is not None:
-        options = [req] + [c for c in request.candidates if c is not None]
-        # the server's announcement names the request it answers, when it
-        # echoes one (allowing its advance to a chunk start); else the nearest
-        named = [r for r in options if request.announced_s is not None
-                 and -1.0 / sr <= request.announced_s - r <= max_announced_advance_s + 1.0 / sr]
-        if named:
-            req = min(named, key=lambda r: abs(request.announced_s - r))  # type: ignore[operator]
-        else:
-            req = min(options, key=lambda r: abs(start - r))
+        # else the request nearest the audio
+        req = expected if named else min(options, key=lambda r: abs(start - r))
         res.requested_s = req
         err_frames = (start - req) * sr
         if abs(err_frames) > tol + 1:
