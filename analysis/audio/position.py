@@ -232,7 +232,8 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
     # one (allowing its advance to a chunk start)
     named = [r for r in options if request.announced_s is not None
              and -1.0 / sr <= request.announced_s - r <= max_announced_advance_s + 1.0 / sr]
-    expected = min(named, key=lambda r: abs(request.announced_s - r)) if named else request.position_s  # type: ignore[operator]
+    ann = request.announced_s
+    expected = min(named, key=lambda r: abs(ann - r)) if named and ann is not None else request.position_s
     tr = trace if trace is not None else trace_positions(x, source, sr, expected_lag=(expected or 0.0) * sr)
     min_jump = int(min_jump_s * sr)
     segs = tr.segments(min_jump)

@@ -371,7 +371,8 @@ def _finding(key: str, items: list[dict[str, Any]], streams_by_type: dict[str, i
                    "affected_boundaries": float(n_b), "score": float(worst.score), "false_alarm_rate": 0.0}
         return Finding(
             kind=kind, title=f"{title[0].upper() + title[1:]} ({stype} path)",
-            severity=_severity(kind, worst.magnitude, stype, every), dimension=DIMENSION.get(kind, "Chunked Processing"),
+            severity=_severity(kind, worst.magnitude, stype, every),
+            dimension=DIMENSION.get(kind, "Chunked Processing"),
             description=desc, impact=impact, suggested_fix=fix,
             location=Location(scenario=worst_it["scenario"], stream=worst_it["stream"], time_s=float(worst.time_s)),
             evidence=evidence, figures=figures, artifacts=artifacts, key=key)

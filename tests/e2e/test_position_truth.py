@@ -82,7 +82,8 @@ def seeks(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def content(tmp_path_factory):
-    run_dir = record(tmp_path_factory.mktemp("pos-content"), "stale-after-seek,attenuate-after-silence,short-track-trim")
+    run_dir = record(tmp_path_factory.mktemp("pos-content"),
+                     "stale-after-seek,attenuate-after-silence,short-track-trim")
     return run_dir, *analyse_run(run_dir)
 
 
