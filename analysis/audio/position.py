@@ -123,14 +123,16 @@ def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag:
                     step_s: float = 0.25, window_s: float = 0.2, local_search_s: float = 0.03,
                     global_window_s: float = 1.0, anchor_s: float = 3.0, min_corr: float = 0.6,
                     global_min_corr: float = 0.7, ambiguity: float = 0.97, silent_dbfs: float = -60.0,
-                    max_global_searches: int = 60, anchor_jump_s: float = 0.05) -> PositionTrace:
+                    max_global_searches: int = 24, global_cooldown_s: float = 1.0,
+                    anchor_jump_s: float = 0.05) -> PositionTrace:
     """The position trace of capture x against the whole source (mono or
     (frames, channels) each). expected_lag: where the capture should start
     in the source (frames), tried first with ``window_s`` windows every
     ``step_s``; a window whose local match fails is searched over the whole
     source with ``global_window_s`` of audio (at most ``max_global_searches``
-    times per capture: a stream the mastering has made unrecognisable costs
-    bounded time). The first run of windows is then anchored: up to
+    times per capture, and not again within ``global_cooldown_s`` of a search
+    that failed: a stream the mastering has made unrecognisable costs bounded
+    time). The first run of windows is then anchored: up to
     ``anchor_s`` of it searched over the whole source must land where the
     trace put it, and no other place may match nearly as well (music repeats
     a bar; a sine repeats every period)."""
@@ -147,6 +149,7 @@ def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag:
     searches = 0
     lag: float | None = float(expected_lag)
     local = max(64, int(local_search_s * sr))
+    next_global = 0  # capture frame before which no whole-source search is tried again
     for i, p in enumerate(starts):
         seg = xm[p: p + w].astype(np.float64)
         if float(np.dot(seg, seg)) < silent:
@@ -156,7 +159,7 @@ def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag:
             r = estimate_lag(xm, sm, int(p), int(round(lag)), window=w, max_shift=local)
             if r is not None and r[1] >= min_corr:
                 found = (r[0], r[1])
-        if found is None and searches < max_global_searches:
+        if found is None and searches < max_global_searches and p >= next_global:
             if index is None:
                 index = _SourceIndex(sm, aw)
             searches += 1
@@ -166,6 +169,8 @@ def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag:
                 # refined to a fraction of a frame by the local search at the new lag
                 r = estimate_lag(xm, sm, int(p), g[0] - int(p), window=w, max_shift=64)
                 found = (r[0], r[1]) if r is not None and r[1] >= min_corr else (float(g[0] - p), g[1])
+            else:
+                next_global = int(p) + int(global_cooldown_s * sr)
         if found is not None:
             lags[i], corr[i] = found
             lag = found[0]
