@@ -180,9 +180,9 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
         declared = end.get("total_samples") if ended == "completed" else None
         # a seek position travels in seconds: when it falls between two frames,
         # whether the server floors or rounds it is its business (+-1 frame)
-        # (and 22.4 s * 44100 is 987839.99999..., which a server's int() floors:
-        # any position past 0 may land either side of the frame)
-        between = float(pos or 0.0) > 0
+        # (and 22.4 s * 44100 is 987839.99999... in floating point, which a
+        # server's int() floors: only an exact product is one frame)
+        between = float(pos or 0.0) * sr != offset
         res = analyse_capture(x, sr, b, source=source, source_offset=offset, enhanced=(stype == "enhanced"),
                               expected_frames=expected, declared_total=declared,
                               length_tolerance=1 if between else 0)
