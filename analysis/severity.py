@@ -24,7 +24,7 @@ from .rundir import read_json
 # audio the listener does not get as the source has it: a span repeated, lost
 # or replaced by silence, or a stream of the wrong length
 CORRUPTED_AUDIO = ("repeated_audio", "repeated_samples", "missing_audio", "dropped_samples", "gap",
-                   "crossfade_dip", "length_mismatch")
+                   "crossfade_dip", "length_mismatch", "position_jump")
 # a stall with no frame of the target's own is at most LOW (quality: the
 # library does it, the target may not be able to avoid it) unless its length
 # alone is a failure under load

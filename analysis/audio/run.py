@@ -375,7 +375,9 @@ def _finding(key: str, items: list[dict[str, Any]], streams_by_type: dict[str, i
             dimension=DIMENSION.get(kind, "Chunked Processing"),
             description=desc, impact=impact, suggested_fix=fix,
             location=Location(scenario=worst_it["scenario"], stream=worst_it["stream"], time_s=float(worst.time_s)),
-            evidence=evidence, figures=figures, artifacts=artifacts, key=key)
+            evidence=evidence, figures=figures, artifacts=artifacts, key=key,
+            # where it happened, so the grouping stage folds a boundary's other symptoms into it
+            sites=[{"stream": it["stream"], "t": round(float(d.time_s), 4), "value": None} for it, d in all_d[:400]])
     desc = (f"{title[0].upper() + title[1:]} on the {stype} path: worst {worst.magnitude:.2f} {worst.unit} at "
             f"t={worst.time_s:.3f} s of stream {worst_it['stream']}. Boundaries come from the stream's own "
             f"chunk_index changes ({', '.join(f'{b:.2f}' for b in worst_it['boundaries_s'][:8])} s); each boundary "

@@ -147,6 +147,16 @@ PROMISES: dict[str, tuple[Promise, ...]] = {
     # one defect (the handler dies): a dead connection, its silence a symptom
     "crash-on-bad-message": (Promise("socket_input_dead_connection", "HIGH",
                                      "wrongly typed fields get no reply and the connection stops answering"),),
+    # position truth (issue 14): each on the streams that reach it
+    "seek-offset": (Promise("position_error", "HIGH", "every seek lands 5 s late", "worst_magnitude", 4.9, 5.1),),
+    "resume-replay": (Promise("position_error", "HIGH", "a positioned play starts at its chunk's start, up to 15 s "
+                              "early", "worst_magnitude", 0.5, 15.0),),
+    "stale-after-seek": (Promise("stale_audio_after_seek", "HIGH", "~0.87 s of the old position after a seek",
+                                 "worst_magnitude", 0.5, 1.2),),
+    "attenuate-after-silence": (Promise("attenuation", "HIGH", "3 s 30 dB quieter after the leading silence",
+                                        "worst_magnitude", 20.0, 40.0),),
+    "short-track-trim": (Promise("position_jump", "CRITICAL", "11.5 s replayed at the first boundary of `short`",
+                                 "worst_magnitude", 10.5, 12.5),),
 }
 
 
