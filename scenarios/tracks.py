@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,71 @@ def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | 
             "name": name, "file": str(path.relative_to(run_dir)), "abs_path": str(path),
             "duration_s": frames / SAMPLE_RATE, "frames": frames, "sample_rate": SAMPLE_RATE,
             "channels": channels, "description": signals.TEST_TRACKS[name][2], "track_id": None,
+        })
+    return out
+
+
+def check_names(names: list[str]) -> None:
+    """Every name is a test track (a clear error before anything starts)."""
+    for name in names:
+        if name not in signals.TEST_TRACKS:
+            raise TrackError(f"unknown test track '{name}' (known: {', '.join(signals.TEST_TRACKS)})")
+
+
+def user_track_name(path: Path) -> str:
+    """The manifest name of a user's file: its stem, in characters the
+    target's scan and our matching keep intact."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "track"
+
+
+def probe_track_file(path: str | Path) -> dict[str, Any]:
+    """Decode a user's audio file with soundfile, wholly (a file whose header
+    reads but whose audio does not is as useless as one that does not open).
+    Raises TrackError with a one-line message."""
+    p = Path(path)
+    if not p.is_file():
+        raise TrackError(f"--track-file {p}: no such file")
+    try:
+        info = sf.info(str(p))
+        x, sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError by format
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise TrackError(f"--track-file {p.name}: cannot decode it with soundfile ({msg}); formats: "
+                         f"{', '.join(sorted(sf.available_formats()))}") from None
+    if len(x) < sr:
+        raise TrackError(f"--track-file {p.name}: {len(x) / max(1, sr):.2f} s of audio; at least 1 s is needed")
+    return {"path": p, "format": info.format, "subtype": info.subtype, "sample_rate": int(sr),
+            "channels": int(x.shape[1]), "frames": int(len(x))}
+
+
+def import_track_files(paths: list[str | Path], home: Path, run_dir: Path,
+                       taken: set[str] | None = None) -> list[dict[str, Any]]:
+    """Copy each user file, unchanged, into home/Music for the target to scan
+    and decode itself; write our own decode of the same file as a float32 WAV
+    in the run directory: the manifest's `file`, which the analysis aligns
+    the captured audio against."""
+    music = home / "Music" / MUSIC_SUBDIR
+    music.mkdir(parents=True, exist_ok=True)
+    decoded_dir = run_dir / "tracks"
+    decoded_dir.mkdir(parents=True, exist_ok=True)
+    taken = set(taken or ())
+    out = []
+    for path in paths:
+        probe = probe_track_file(path)
+        src = probe["path"]
+        name = user_track_name(src)
+        if name in taken:
+            raise TrackError(f"--track-file {src.name}: a track named '{name}' is already in the run; rename the file")
+        taken.add(name)
+        shutil.copyfile(src, music / f"{name}{src.suffix.lower()}")
+        x, sr = sf.read(str(src), dtype="float32", always_2d=True)
+        decoded = decoded_dir / f"{name}.wav"
+        sf.write(str(decoded), x, sr, subtype="FLOAT")
+        out.append({
+            "name": name, "file": str(decoded.relative_to(run_dir)), "abs_path": str(music / f"{name}{src.suffix.lower()}"),
+            "duration_s": len(x) / sr, "frames": len(x), "sample_rate": sr, "channels": x.shape[1],
+            "description": f"user file {src.name} ({probe['format']}/{probe['subtype']})", "track_id": None,
+            "user_file": src.name,
         })
     return out
 
