@@ -96,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as e:
             _fail(f"--profile {a.profile} needs module '{e.name}' in the target's Python")
 
+    # every asyncio.Queue the app makes is registered with its creation site,
+    # so the send-buffer sampler can measure the server's own send queues
+    from .sendbuffers import SendBufferSampler, install_queue_registry
+
+    install_queue_registry()
+
     module_name, _, attr = a.app.partition(":")
     try:
         app = getattr(importlib.import_module(module_name), attr or "app")
@@ -148,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(app, host=a.host, port=a.port, loop="none", lifespan="auto", log_level="info",
                             ws_per_message_deflate=a.ws_deflate == "on")
     server = uvicorn.Server(config)
+    sendbuffers = SendBufferSampler(log, server.server_state, code_roots=roots)
 
     async def serve() -> None:
         watchdog.start(loop)
+        sendbuffers.start(loop)
         monitor = None
         if a.monitor_port:
             from .console import start_monitor
@@ -159,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             await server.serve()
         finally:
+            sendbuffers.stop()
             watchdog.stop()
             if monitor is not None:
                 monitor.close()
