@@ -2,8 +2,10 @@
 loaded through the target's own scan API (track ids come from its list)."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -17,6 +19,7 @@ from analysis import signals
 
 SAMPLE_RATE = 44100
 MUSIC_SUBDIR = "earshot-tracks"
+SHORT_TRACK_S = 20.0  # the shortest --track-seconds; a test track shorter than this keeps its length
 
 
 class TrackError(Exception):
@@ -25,7 +28,10 @@ class TrackError(Exception):
 
 def render(name: str, sample_rate: int = SAMPLE_RATE, seconds: float | None = None) -> np.ndarray:
     gen, duration_s, _desc = signals.TEST_TRACKS[name]
-    duration_s = seconds or duration_s
+    # --track-seconds sets the length of the ordinary tracks; one whose point
+    # is being short (shorter than two chunks) keeps its own length
+    if seconds and duration_s >= SHORT_TRACK_S:
+        duration_s = seconds
     params = inspect.signature(gen).parameters
     kwargs: dict[str, Any] = {}
     for key in ("duration_s", "duration"):
@@ -49,7 +55,8 @@ def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | 
         if name not in signals.TEST_TRACKS:
             raise TrackError(f"unknown test track '{name}' (known: {', '.join(signals.TEST_TRACKS)})")
         path = music / f"{name}.wav"
-        cached = cache_dir / f"{name}-{SAMPLE_RATE}-{seconds or 'std'}.wav" if cache_dir else None
+        own = signals.TEST_TRACKS[name][1] < SHORT_TRACK_S  # keeps its length whatever --track-seconds says
+        cached = cache_dir / f"{name}-{SAMPLE_RATE}-{('std' if own else seconds) or 'std'}.wav" if cache_dir else None
         if cached and cached.exists():
             path.write_bytes(cached.read_bytes())
             info = sf.info(str(path))
@@ -82,6 +89,22 @@ def user_track_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "track"
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def probe_track_file(path: str | Path) -> dict[str, Any]:
     """Decode a user's audio file with soundfile, wholly (a file whose header
     reads but whose audio does not is as useless as one that does not open).
@@ -90,10 +113,12 @@ def probe_track_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise TrackError(f"--track-file {p}: no such file")
     try:
-        info = sf.info(str(p))
-        x, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        with _quiet_native_stderr():  # decoders (libmpg123) print warnings straight to fd 2
+            info = sf.info(str(p))
+            x, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError by format
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = re.sub(r"^Error opening '.*?': ", "", msg)  # the path is the user's; the name says it
         raise TrackError(f"--track-file {p.name}: cannot decode it with soundfile ({msg}); formats: "
                          f"{', '.join(sorted(sf.available_formats()))}") from None
     if len(x) < sr:

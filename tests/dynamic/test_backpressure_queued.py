@@ -129,7 +129,6 @@ def test_agent_measures_the_unbounded_queue_and_the_clean_server_holds_little(tm
     f = found[0]
     # the injection queues float32 bytes plus float64 work copies: ~3 tracks per stalled reader,
     # measured in the queue itself, independent of what the allocator does with RSS
-    print("clean", metrics_clean := a_backpressure.analyse(clean, "test")[1], "bad", f.figures)
     assert 2.5 * TRACK_MIB <= f.figures["queued_mib_per_reader"] <= 3.5 * TRACK_MIB, f.figures
     assert f.location.file == "streaming.py" and f.location.line_start
     src = (reference_target(frozenset()).app_dir / "instrument" / "reference" / "streaming.py").read_text()
