@@ -23,7 +23,8 @@ def _why(s: dict[str, Any]) -> str:
         err = s["error"]
         if isinstance(err, dict):
             err = (err.get("data") or {}).get("error") or err.get("message") or err.get("error") or err
-        return f"{s.get('outcome')}: {str(err)[:160]}"
+        return (f"ended '{s.get('ended') or s.get('outcome')}' after {s.get('delivered_s') or 0:.1f} s: "
+                f"{str(err)[:160]}")
     return (f"ended '{s.get('ended')}' after {s.get('delivered_s') or 0:.1f} of {s.get('expected_s') or 0:.1f} s"
             if s.get("ended") else f"{s.get('outcome')}")
 

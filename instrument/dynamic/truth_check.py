@@ -13,6 +13,7 @@ unplayed are listed as skipped, never silently dropped.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -46,15 +47,25 @@ def _one_stream(base_url: str, run_dir: Path, track: dict[str, Any], stream_type
         out.update(outcome=why, timed_out=why == "deadline", wall_s=round(time.time() - t0, 2),
                    stream_id=rec.info.get("stream_id") if rec else None,
                    served_type=rec.info.get("stream_type") if rec else None,
-                   ended=rec.info.get("ended") if rec else None,
+                   ended=getattr(rec, "ended", None) if rec else None,
                    delivered_s=round(rec.frames / max(1, rec.sample_rate), 3) if rec else 0.0,
                    ttfa_s=round(rec.first_audio_t - s.play_sent_t, 3) if rec and rec.first_audio_t and s.play_sent_t
                    else None,
-                   error=s.play_error)
+                   error=s.play_error or _stream_error(rec))
     except Exception as e:
         s.close(abrupt=True, reason="check_error")
         out.update(outcome="error", error=f"{type(e).__name__}: {e}", wall_s=round(time.time() - t0, 2))
     return out
+
+
+def _stream_error(rec: Any) -> Any:
+    """The audio_stream_error a started stream ended with (in its stream.json)."""
+    if rec is None:
+        return None
+    try:
+        return json.loads((rec.dir / "stream.json").read_text()).get("error")
+    except (OSError, ValueError):
+        return None
 
 
 def truth(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool,
