@@ -192,7 +192,7 @@ class AuralisSession:
         """Re-issue a stream command at a position, as the web client does
         after its socket reconnects: the same command and data, with
         start_position set to the position played so far."""
-        data = {**(command.get("data") or {}), "start_position": round(float(position), 3)}
+        data = {**(command.get("data") or {}), "start_position": float(position)}
         self._send_request({"type": command["type"], "data": data}, "resume")
         self.flow_paused = False
 
