@@ -134,9 +134,9 @@ def import_track_files(paths: list[str | Path], home: Path, run_dir: Path,
     in the run directory: the manifest's `file`, which the analysis aligns
     the captured audio against."""
     music = home / "Music" / MUSIC_SUBDIR
-    music.mkdir(parents=True, exist_ok=True)
     decoded_dir = run_dir / "tracks"
-    decoded_dir.mkdir(parents=True, exist_ok=True)
+    if paths:
+        decoded_dir.mkdir(parents=True, exist_ok=True)
     taken = set(taken or ())
     out = []
     for path in paths:
@@ -146,6 +146,7 @@ def import_track_files(paths: list[str | Path], home: Path, run_dir: Path,
         if name in taken:
             raise TrackError(f"--track-file {src.name}: a track named '{name}' is already in the run; rename the file")
         taken.add(name)
+        music.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, music / f"{name}{src.suffix.lower()}")
         x, sr = sf.read(str(src), dtype="float32", always_2d=True)
         decoded = decoded_dir / f"{name}.wav"
