@@ -133,6 +133,10 @@ class _AuralisUser(User):
         return TRACKS[(self.number + offset) % len(TRACKS)]
 
     def ensure_session(self) -> AuralisSession:
+        if self.session is not None and self.session.ws is not None and getattr(self.session.ws, "closed", None):
+            # the server closed it (a close frame read with the last messages)
+            self.session.close(reason="server_closed")
+            self.session = None
         if self.session is None or self.session.ws is None:
             t0 = time.time()
             try:
@@ -208,6 +212,11 @@ class _AuralisUser(User):
             self.scenario_step()
         except _Retry:
             pass
+        except WSClosed as e:  # the server closed the connection under a command: a new one next step
+            load_event("server_closed", user=self.name, code=e.code, reason=str(e.reason)[:200])
+            if self.session is not None:
+                self.session.close(reason="server_closed")
+                self.session = None
 
     def scenario_step(self) -> None:
         limit = OPTS.get("plays_per_user")

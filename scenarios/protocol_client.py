@@ -160,7 +160,12 @@ class AuralisSession:
             self.limiter.wait()
         msg = {"type": type_, "data": data or {}}
         t = time.time()
-        self.ws.send_text(json.dumps(msg))
+        try:
+            self.ws.send_text(json.dumps(msg))
+        except WSClosed:
+            if type_ in EXEMPT_FROM_RATE_LIMIT:
+                return  # a pong for a connection the server has closed: the next read says so
+            raise
         if self.current and type_ not in EXEMPT_FROM_RATE_LIMIT:
             self.current.recorder.event(type_, msg, t, direction="out")
         elif self.conn_log:
