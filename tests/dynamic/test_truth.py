@@ -88,7 +88,7 @@ def _run_truth(tmp_path, inject: str) -> tuple[dict, object]:
 @pytest.mark.slow
 def test_clean_reference_covers_both_paths_and_chunk_timeout_leaves_enhanced_uncovered(tmp_path):
     res, run_dir = _run_truth(tmp_path, "")
-    assert [(s["track"], s["stream_type"], s["ended"]) for s in res["streams"]] == [
+    assert [(s["track"], s["stream_type"], s["ended"]) for s in res["streams"]] == [  # shortest first
         ("short", "normal", "completed"), ("sine", "normal", "completed"),
         ("short", "enhanced", "completed"), ("sine", "enhanced", "completed")]
     assert [s["delivered_s"] for s in res["streams"]] == pytest.approx([18.5, 25.0, 18.5, 25.0], abs=1e-3)
