@@ -59,6 +59,9 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
         reasons = [f"{s.get('track')}: {_why(s)}" for s in mine] + \
                   [f"{k.get('track')}: not played, {k.get('reason')}" for k in skip]
         quiet = result.get("quiet", True)
+        cpus = result.get("host_cpus") or 0
+        load = max(result.get("host_load_start") or 0.0, result.get("host_load_end") or 0.0)
+        busy_host = bool(cpus) and load > cpus
         findings.append(Finding(
             kind="truth_path_uncovered", title=f"No whole {path} stream, even alone on a quiet target",
             severity="MEDIUM", dimension="Test Coverage",
@@ -66,7 +69,9 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
                          f"(per-stream timeout {result.get('stream_timeout_s', 0):.0f} s); none completed, so the "
                          f"audio verdict says nothing about the {path} path."
                          + ("" if quiet else f" The target never went quiet before the phase (CPU "
-                                             f"{result.get('quiet_cpu_percent') or 0:.0f}%).")),
+                                             f"{result.get('quiet_cpu_percent') or 0:.0f}%).")
+                         + (f" The host was busy (load average {load:.1f} on {cpus} CPUs): other processes, not "
+                            "this run's load, took the CPU the streams needed." if busy_host else "")),
             impact=f"Defects in the {path} path's audio ship unseen.",
             suggested_fix="Read the reasons: a stream error is the target's; a timeout on a quiet target means a "
                           "stream slower than the timeout (raise it with the machine's speed in mind).",

@@ -17,6 +17,7 @@ on 2 cores; the enhanced path alone runs ~7x real time there.)
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ def truth(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compres
         return {**res, "outcome": "error", "error": "no track with a server id"}
     t_start = time.time()
     res["quiet"], res["quiet_cpu_percent"] = _wait_quiet(run_dir, quiet_cpu_percent, 2.0, quiet_timeout_s)
+    # a quiet target on a busy machine is still starved: say how busy the host was
+    res["host_cpus"] = os.cpu_count()
+    res["host_load_start"] = os.getloadavg()[0]
     by_id = {t["track_id"]: t for t in usable}
     # the normal path first: it is fast, and its streams are whole even if the
     # enhanced ones then run out of budget
@@ -100,4 +104,5 @@ def truth(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compres
             res["streams"].append(_one_stream(base_url, run_dir, track, stream_type, compression=compression,
                                               tracks_by_id=by_id, timeout_s=min(stream_timeout_s, left)))
     res["wall_s"] = round(time.time() - t_start, 2)
+    res["host_load_end"] = os.getloadavg()[0]
     return res

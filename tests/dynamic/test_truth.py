@@ -42,7 +42,9 @@ def test_an_uncovered_path_says_why_for_every_stream():
     found, metrics = a_truth.analyse(res, "release")
     assert [f.kind for f in found] == ["truth_path_uncovered"]
     f = found[0]
-    assert "enhanced" in f.title and "never went quiet" in f.description
+    assert "enhanced" in f.title and "never went quiet" in f.description and "host was busy" not in f.description
+    busy = {**res, "host_cpus": 2, "host_load_start": 14.7, "host_load_end": 12.0}
+    assert "load average 14.7 on 2 CPUs" in a_truth.analyse(busy, "release")[0][0].description
     assert f.evidence == ["a: timed out after 60 s with 0.0 s delivered",
                           "b: ended 'errored' after 15.0 s: timed out on chunk 1",
                           "c: not played, the check's 420 s budget was spent"]
