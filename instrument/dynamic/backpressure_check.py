@@ -110,6 +110,8 @@ def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], 
     res: dict[str, Any] = {"outcome": "done", "target_kind": target_kind, "readers": readers, "hold_s": hold_s,
                            "track": {"id": track["track_id"], "name": track.get("name"),
                                      "duration_s": track.get("duration_s")}, "cycles": []}
+    # the load's own streams may still be finishing (or being torn down): let them, before the warm-up
+    res["quiet_before_warmup"] = _wait_quiet(run_dir, quiet_cpu_percent, 2.0, quiet_timeout_s)[0]
     warm, why = try_open(base_url, compression=compression)
     if warm is None:
         return {**res, "outcome": "error", "error": f"could not connect: {why}"}
