@@ -14,6 +14,11 @@ from ..model import Finding, Location
 FLOOR_MIB = 20.0
 TRACK_SHARE = 0.5
 
+# A transport whose writer honours pause_writing holds about its high-water
+# mark plus the frame being written (uvicorn/uvloop: ~0.1-0.2 MiB measured);
+# one whose writer ignores it keeps growing for as long as nobody reads.
+TRANSPORT_BOUND_MIB = 1.0
+
 FILES = {
     "reference": ("instrument/reference/streaming.py", "run_stream"),
 }
@@ -65,6 +70,36 @@ def cycle_rss_rise(cycle: dict[str, Any], readers: int) -> float | None:
     if not base or not hold or readers < 1:
         return None
     return (max(hold) - statistics.median(base)) / readers
+
+
+def cycle_transport_max(cycle: dict[str, Any]) -> float | None:
+    """The largest single WebSocket transport write buffer while the
+    readers were held (MiB); None without the agent's readings."""
+    hold = cycle.get("held_hold")
+    if not hold or not hold.get("readings"):
+        return None
+    return max(hold.get("per_connection_mib") or [0.0])
+
+
+def transport_overrun(result: dict[str, Any]) -> float | None:
+    """The smallest, over cycles, of the largest transport buffer: over
+    TRANSPORT_BOUND_MIB in every cycle means the server writes into full
+    sockets without waiting (pause_writing not honoured)."""
+    per = [cycle_transport_max(c) for c in result.get("cycles") or []]
+    if not per or any(v is None for v in per):
+        return None
+    return min(per)
+
+
+def _growth(cycle: dict[str, Any]) -> float | None:
+    """MiB/s the largest transport buffer grew over the hold (least squares)."""
+    pts = [(p[0], p[2]) for p in cycle.get("held_series") or [] if len(p) >= 3]
+    if len(pts) < 3:
+        return None
+    mt = sum(t for t, _ in pts) / len(pts)
+    mv = sum(v for _, v in pts) / len(pts)
+    den = sum((t - mt) ** 2 for t, _ in pts)
+    return sum((t - mt) * (v - mv) for t, v in pts) / den if den else None
 
 
 def _where(cycle: dict[str, Any]) -> tuple[str | None, int | None, str | None, str]:
@@ -146,12 +181,14 @@ def _judge_queued(result: dict[str, Any], scenario: str | None, queued: float,
     rises = [cycle_rss_rise(c, readers) for c in cycles]
     rise = min((r for r in rises if r is not None), default=None)
     released = held_per_reader(result)
+    overrun = transport_overrun(result) or 0.0
     metrics = {"backpressure_held_mib_per_reader": round(max(queued, 0.0), 1),
-               "backpressure_queued_mib_per_reader": round(max(queued, 0.0), 1)}
+               "backpressure_queued_mib_per_reader": round(max(queued, 0.0), 1),
+               "backpressure_transport_max_mib": round(overrun, 2)}
     if rise is not None:
         metrics["backpressure_rss_rise_mib_per_reader"] = round(max(rise, 0.0), 1)
     limit = max(FLOOR_MIB, TRACK_SHARE * size)
-    if queued < limit:
+    if queued < limit and overrun < TRANSPORT_BOUND_MIB:
         return [], metrics
     track = result.get("track") or {}
     worst = max(cycles, key=lambda c: (c.get("held_hold") or {}).get("held_mib", 0.0))
@@ -175,6 +212,13 @@ def _judge_queued(result: dict[str, Any], scenario: str | None, queued: float,
                             f"{site.get('bytes', 0) / (1024 * 1024):.1f} MiB")
     evidence.append(f"queued per stalled client (the smaller cycle): {queued:.1f} MiB; the track as float32 PCM: "
                     f"{size:.1f} MiB; limit: max({FLOOR_MIB:.0f} MiB, {TRACK_SHARE:g} x track)")
+    growth = [g for g in (_growth(c) for c in cycles) if g is not None]
+    if overrun >= TRANSPORT_BOUND_MIB:
+        evidence.append(
+            f"the largest WebSocket transport write buffer reached {overrun:.2f} MiB in every cycle (a writer that "
+            f"waits on a paused transport holds about its high-water mark, under {TRANSPORT_BOUND_MIB:g} MiB)"
+            + (f", growing {min(growth):.2f}-{max(growth):.2f} MiB/s while nobody read: it grows until the track "
+               "has been sent into the buffer" if growth else ""))
     if kept:
         evidence.append("RSS did not fall back after the clients closed: the allocator keeps the heap the queued "
                         "bytes used, so an RSS-only check would see no release")
@@ -182,12 +226,18 @@ def _judge_queued(result: dict[str, Any], scenario: str | None, queued: float,
         evidence.append(f"the target never went quiet before the check (CPU {result.get('quiet_cpu_percent') or 0:.0f}%)")
     evidence += [f"client {i}: received {s.get('binary_bytes', 0) / 1024:.0f} KiB before it stopped reading"
                  for i, s in enumerate(stalled)]
+    if queued >= limit:
+        what = f"the server queued {queued:.0f} MiB per client for them ({queued / size:.1f}x the track), in {words}"
+    else:
+        file, line, fn = worst.get("held_hold", {}).get("transport_protocol"), None, "send"
+        what = (f"the server kept writing into their full sockets: a WebSocket transport's write buffer reached "
+                f"{overrun:.1f} MiB (protocol {file})"
+                + (f" and grew {max(growth):.2f} MiB/s" if growth else ""))
     return [Finding(
         kind="no_backpressure", title="Server buffers the track for clients that stopped reading",
         severity="HIGH", dimension="WebSocket Streaming",
         description=(f"{readers} clients played '{track.get('name')}' ({track.get('duration_s') or 0:.0f} s, "
-                     f"{size:.0f} MiB as float32 PCM), read its first frame and stopped reading; the server queued "
-                     f"{queued:.0f} MiB per client for them ({queued / size:.1f}x the track), in {words}, so it kept "
+                     f"{size:.0f} MiB as float32 PCM), read its first frame and stopped reading; {what}, so it kept "
                      "producing for sockets nobody read"
                      + (f"; its RSS rose {rise:.0f} MiB per client" if rise is not None and rise > 0 else "")
                      + (" and never fell after they closed." if kept else ".")),
@@ -199,6 +249,7 @@ def _judge_queued(result: dict[str, Any], scenario: str | None, queued: float,
         location=Location(scenario=scenario, file=file, line_start=line, line_end=line, function=fn),
         evidence=evidence,
         figures={"queued_mib_per_reader": queued, "held_mib_per_reader": queued, "track_mib": size,
+                 "transport_max_mib": overrun, **({"transport_growth_mib_per_s": max(growth)} if growth else {}),
                  "readers": float(readers), **({"rss_rise_mib_per_reader": rise} if rise is not None else {})},
         key="no-backpressure",
     )], metrics

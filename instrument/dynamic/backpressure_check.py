@@ -154,6 +154,11 @@ def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], 
             # the second half of the hold: whatever the server renders ahead has been rendered
             cycle["rss_hold_mib"] = _rss_between(run_dir, t_hold + hold_s / 2, time.time())
             cycle["held_hold"] = _held_summary(_held_between(run_dir, t_hold + hold_s / 2, time.time()))
+            # the whole hold, compact: does what is held climb or sit at a bound?
+            cycle["held_series"] = [
+                [round(r["t"] - t_hold, 2), round(r.get("held_bytes", 0) / MIB, 3),
+                 round(max([c.get("buffer_bytes", 0) for c in r.get("connections") or []] or [0]) / MIB, 3)]
+                for r in _held_between(run_dir, t_hold, time.time())]
             cycle["stalled"] = [{"binary_bytes": sum(r.binary_bytes for r in p.log), "closed": p.closed}
                                 for p in held]
         finally:

@@ -42,6 +42,39 @@ def _result(*cycles: dict) -> dict:
             "cycles": list(cycles)}
 
 
+def _conn_held(per_conn: list[float], series: list[float]) -> dict:
+    h = _held(sum(per_conn))
+    h["per_connection_mib"] = sorted(per_conn, reverse=True)
+    return h
+
+
+def test_a_transport_buffer_past_its_bound_is_a_writer_that_does_not_wait():
+    """Measured on Auralis c6812bfa with uvicorn 0.52.0 (whose sansio protocol
+    never pauses the writer): one stalled reader's transport grew 0.58 ->
+    3.64 MiB over the 6 s hold in both cycles, the app's own queue stayed
+    empty; at fcb361ff (0.52.1) each transport sat at 0.15 MiB with the
+    app's 4-frame queue full. Neither is near the 20 MiB queued limit."""
+    series = [[0.9, 0.58, 0.58], [2.4, 1.29, 1.29], [3.9, 1.87, 1.87], [5.4, 3.04, 3.04], [6.0, 3.64, 3.64]]
+    bad = _result(*[_cycle((1000, 1034, 1034), _conn_held([3.64, 0.0], [])) for _ in range(2)])
+    for c in bad["cycles"]:
+        c["held_series"] = series
+    (f,), metrics = a_backpressure.analyse(bad, "release")
+    assert f.kind == "no_backpressure" and f.figures["transport_max_mib"] == pytest.approx(3.64)
+    assert f.figures["transport_growth_mib_per_s"] == pytest.approx(0.56, abs=0.05)
+    assert f.location.file == "uvicorn/protocols/websockets/websockets_sansio_impl.py"
+    assert "kept writing into their full sockets" in f.description
+    assert metrics["backpressure_transport_max_mib"] == pytest.approx(3.64)
+    good = _result(*[_cycle((1000, 1030, 1030), _conn_held([0.15, 0.15], [])) for _ in range(2)])
+    for c in good["cycles"]:
+        c["held_hold"]["queue_mib"] = 1.89
+        c["held_hold"]["held_mib"] += 1.89
+    found, metrics = a_backpressure.analyse(good, "release")
+    assert found == [] and metrics["backpressure_transport_max_mib"] == pytest.approx(0.15)
+    # one cycle past the bound is not enough: a real cost shows in every cycle
+    once = _result(_cycle((1000, 1034, 1034), _conn_held([3.64], [])), _cycle((1000, 1001, 1001), _conn_held([0.1], [])))
+    assert a_backpressure.analyse(once, "r")[0] == []
+
+
 def test_bytes_held_in_transport_buffers_count_though_rss_never_falls():
     """The uvicorn 0.38 case: RSS rose 35.6 then 22.7 MiB and never fell; the
     transports held the track (2 x 30 MiB) both times."""
