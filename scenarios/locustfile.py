@@ -323,7 +323,8 @@ class Seeker(_AuralisUser):
         s = self.ensure_session()
         track = self.track(self.plays)
         self.plays += 1
-        enhanced = bool(self.plays % 2)
+        # alternate paths, half the seekers starting on each: a short run still positions both
+        enhanced = bool((self.number + self.plays) % 2)
         s.play(track["track_id"], enhanced=enhanced)
         duration = float(track.get("duration_s") or 60)
         rng = random.Random(self.number * 1000 + self.plays)
@@ -355,7 +356,7 @@ class Reconnector(_AuralisUser):
         s = self.ensure_session()
         track = self.track(self.plays)
         self.plays += 1
-        enhanced = bool(self.plays % 2 == 0)
+        enhanced = bool((self.number + self.plays) % 2 == 0)
         rng = random.Random(self.number * 1000 + self.plays)
         frames_wanted = rng.randint(int(OPTS.get("resume_after_frames_min", 1)),
                                     int(OPTS.get("resume_after_frames_max", 8)))
