@@ -179,7 +179,7 @@ class _AuralisUser(User):
         analysis reports) and in the load's events (run.json counts them)."""
         timeout = float(OPTS.get("stream_timeout_s", 300))
         cur = s.current
-        detail = f"the stream had not ended after the per-stream timeout of {timeout:.0f} s"
+        detail = f"the stream had not ended after the per-stream timeout of {timeout:g} s"
         if cur is not None:
             cur.recorder.violation("stream_timeout", detail, timeout_s=timeout,
                                    delivered_s=cur.recorder.frames / max(1, cur.recorder.sample_rate))

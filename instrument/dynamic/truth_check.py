@@ -45,7 +45,7 @@ def _one_stream(base_url: str, run_dir: Path, track: dict[str, Any], stream_type
         rec = s.streams[-1].recorder if s.streams else None
         if why == "deadline" and rec is not None and s.current is not None:
             rec.violation("stream_timeout", f"the stream had not ended after the per-stream timeout of "
-                                            f"{timeout_s:.0f} s", timeout_s=timeout_s,
+                                            f"{timeout_s:g} s", timeout_s=timeout_s,
                           delivered_s=rec.frames / max(1, rec.sample_rate))
         s.close(reason="stream_timeout" if why == "deadline" else "client_closed")
         out.update(outcome=why, timed_out=why == "deadline", wall_s=round(time.time() - t0, 2),
