@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .dynamic import backpressure, bad_files, isolation, openapi, origins, socket_input, ws_contract
+from .dynamic import backpressure, bad_files, isolation, openapi, origins, socket_input, truth, ws_contract
 from .model import Finding, Location
 from .rundir import read_json
 
@@ -39,4 +39,7 @@ def analyse_checks(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     bp_findings, bp_metrics = backpressure.analyse(checks.get("backpressure") or {}, run.get("scenario"))
     findings += bp_findings
     metrics.update(bp_metrics)
+    truth_findings, truth_metrics = truth.analyse(checks.get("truth") or {}, run.get("scenario"))
+    findings += truth_findings
+    metrics.update(truth_metrics)
     return findings, metrics

@@ -187,7 +187,9 @@ def analyse_client(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
             if v.get("kind") in ("stream_never_ended",) and profile in SELF_THROTTLED_PROFILES:
                 continue  # a frozen client being dropped is the server defending itself
             by_kind[v.get("kind", "unknown")].append((s, v))
-    metrics["protocol_violations"] = sum(len(v) for v in by_kind.values())
+    # a stream the client gave up on after its timeout is slow, not off-protocol
+    metrics["protocol_violations"] = sum(len(v) for k, v in by_kind.items() if k not in ("stream_timeout",))
+    metrics["stream_timeouts"] = len(by_kind.get("stream_timeout", []))
     for kind, items in sorted(by_kind.items()):
         findings.append(_violation_finding(kind, items, scenario))
 
@@ -332,6 +334,9 @@ _VIOLATIONS = {
     "stream_never_ended": ("Stream ended without audio_stream_end", "HIGH", "WebSocket Streaming",
                            "The client cannot tell a finished track from a broken stream.",
                            "Always send audio_stream_end (or audio_stream_error) before leaving the stream loop."),
+    "stream_timeout": ("Stream did not end within the per-stream timeout", "MEDIUM", "Performance",
+                       "A listener waits longer for the track than the run allows; its end is not checked.",
+                       "Find what slows the stream (its time to first audio and delivery rate say which)."),
     "malformed_json": ("Server sent a text frame that is not JSON", "MEDIUM", "Schema Consistency",
                        "Clients crash or ignore the message.", "Serialise every text message with json.dumps."),
     "partial_sample_frame": ("Binary frame is not a whole number of stereo float32 frames", "HIGH",

@@ -15,6 +15,7 @@ from .dynamic.openapi_check import openapi
 from .dynamic.origins_check import origins
 from .dynamic.isolation_check import isolation
 from .dynamic.socket_input_check import socket_input
+from .dynamic.truth_check import truth
 from .dynamic.ws_contract_check import ws_contract
 
 
@@ -58,6 +59,7 @@ CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
     "isolation": isolation,
     "socket_input": socket_input,
     "backpressure": backpressure,
+    "truth": truth,
 }
 
 

@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a scenario option (repeatable)")
     p.add_argument("--track-seconds", type=float,
                    help="length of each generated test track (default: each signal's own, 60-90 s)")
+    p.add_argument("--tracks", metavar="A,B,...",
+                   help="test tracks to play, comma-separated (default: the scenario's; see analysis/signals.py)")
+    p.add_argument("--track-file", action="append", default=[], metavar="PATH",
+                   help="your own audio file to play (repeatable; any format soundfile decodes); without --tracks "
+                        "the run plays only these files")
     p.add_argument("--locust-workers", type=int, default=0, help="run Locust as a master with N local workers")
     p.add_argument("--ws-compression", choices=["on", "off", "both"], default="on",
                    help="offer permessage-deflate as browsers do (default on); 'both' runs the scenario with it "
@@ -114,6 +119,7 @@ class Run:
         self.users = catalogue.scale_users(self.scenario, args.users)
         self.options = {**self.scenario.options, **parse_opts(args.scenario_opt)}
         self.injections = self._injections(args.inject)
+        self.track_names, self.track_files = _track_selection(self.scenario, args)
         if args.target == "auralis" and self.injections:
             raise RunError("--inject applies to the reference backend only")
         stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
@@ -138,6 +144,7 @@ class Run:
                 "stall_threshold_ms": args.stall_threshold_ms, "trace_memory": args.trace_memory,
                 "profile": args.profile, "locust_workers": args.locust_workers, "inject": sorted(self.injections),
                 "coverage": bool(getattr(args, "coverage", False)),
+                "tracks": self.track_names, "track_files": [Path(f).name for f in self.track_files],
             },
             "target": {"kind": self.target.name, **self.target.info}, "timings": {},
         }
@@ -201,8 +208,9 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
 
         t0 = time.monotonic()
         home = run.dir / "home"
-        tracks = tracks_mod.write_tracks(list(run.scenario.tracks), home, run.dir, seconds=args.track_seconds,
+        tracks = tracks_mod.write_tracks(run.track_names, home, run.dir, seconds=args.track_seconds,
                                          cache_dir=Path(os.environ.get("EARSHOT_TRACK_CACHE", PROJECT_ROOT / "runs" / ".track-cache")))
+        tracks += tracks_mod.import_track_files(run.track_files, home, run.dir, taken=set(run.track_names))
         tracks_mod.save_manifest(tracks, run.dir)
         run.mark("tracks_s", t0)
         # -- target -----------------------------------------------------------
@@ -253,7 +261,8 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
         t0 = time.monotonic()
         run.doc["load_window"] = [time.time(), None]
         load = loadgen.start(run.dir, base_url=base_url, config_path=cfg, users=run.users,
-                             spawn_rate=args.spawn_rate or run.scenario.spawn_rate, duration_s=run.duration,
+                             spawn_rate=args.spawn_rate or run.scenario.spawn_rate,
+                             duration_s=run.duration + _stream_allowance(run.options),
                              workers=args.locust_workers, env=env_for_loadgen())
         # every Locust process separately: one saturated worker invalidates its timings
         # (master first, then workers named like their logs: loadgen_samples-worker-0.jsonl)
@@ -266,7 +275,7 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
 
         with Progress(run.dir, run.duration, quiet=args.quiet) as prog:
             outcome = loadgen.wait(load, target_alive=target_proc.alive, tick=prog.tick,
-                                   timeout_s=run.duration + 120)
+                                   timeout_s=run.duration + _stream_allowance(run.options) + 120)
         run.mark("load_s", t0)
         run.doc["load_window"][1] = time.time()
         run.doc["load_outcome"] = outcome
@@ -282,6 +291,7 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
             s.stop()
         load_samplers = []
         run.doc["ws_extensions"] = _negotiated_extensions(run.dir)
+        run.doc["stream_timeouts"] = _stream_timeouts(run.dir)
         # -- post-load checks -------------------------------------------------
         if target_proc.alive() and run.scenario.checks:
             from . import checks
@@ -488,6 +498,40 @@ def _negotiated_extensions(run_dir: Path) -> dict[str, int]:
                 seen["; ".join(e.get("extensions") or []) or "none"] += 1
                 break
     return dict(seen)
+
+
+def _track_selection(scenario: catalogue.Scenario, args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(test track names, user files), checked before anything starts: an
+    unknown name or a file soundfile cannot decode is bad input."""
+    from scenarios import tracks as tracks_mod
+
+    if args.tracks is not None:
+        names = [n.strip() for n in args.tracks.split(",") if n.strip()]
+    else:
+        names = [] if args.track_file else list(scenario.tracks)
+    if not names and not args.track_file:
+        raise RunError("--tracks names no track")
+    try:
+        tracks_mod.check_names(names)
+        for f in args.track_file:
+            tracks_mod.probe_track_file(f)
+    except tracks_mod.TrackError as e:
+        raise RunError(str(e)) from None
+    return list(dict.fromkeys(names)), list(args.track_file)
+
+
+def _stream_allowance(options: dict[str, Any]) -> float:
+    """A scenario that plays each stream to its end may run past its duration
+    by up to one per-stream timeout (it ends as soon as its streams do)."""
+    return float(options.get("stream_timeout_s", 300)) if options.get("play_to_end") else 0.0
+
+
+def _stream_timeouts(run_dir: Path) -> list[dict[str, Any]]:
+    """Streams whose per-stream timeout fired during the load (load/events.jsonl)."""
+    from analysis.rundir import iter_jsonl
+
+    return [{k: e.get(k) for k in ("user", "stream", "timeout_s")}
+            for e in iter_jsonl(run_dir / "load" / "events.jsonl") if e.get("kind") == "stream_timeout"]
 
 
 def _target_tools(python: str, args: argparse.Namespace) -> list[Path]:

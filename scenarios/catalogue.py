@@ -30,10 +30,11 @@ SCENARIOS: dict[str, Scenario] = {
     for s in [
         Scenario(
             "smoke",
-            "one normal and one enhanced stream of a short track, start to end: does anything work",
+            "one normal and one enhanced stream of a short track, start to end: does anything work "
+            "(each stream plays to its end under a per-stream timeout, reported when it fires)",
             {"Listener": 1, "EnhancedListener": 1},
             duration_s=20,
-            options={"plays_per_user": 1},
+            options={"plays_per_user": 1, "play_to_end": True, "stream_timeout_s": 300},
             tracks=("timecode",),
         ),
         Scenario(
@@ -55,17 +56,20 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "disconnect-storm",
-            "listeners that drop the TCP connection mid-chunk, again and again; then a recovery check "
-            "(a fresh stream succeeds, memory and tasks come back)",
-            {"Disconnector": 4},
+            "listeners that drop the TCP connection mid-chunk, again and again, and browsers that reconnect "
+            "and resume at the position played so far; then a recovery check (a fresh stream succeeds, memory "
+            "and tasks come back)",
+            {"Disconnector": 4, "Reconnector": 2},
             duration_s=45,
             options={"cycle_pause_s": 0.05},
             checks=("recovery",),
         ),
         Scenario(
             "seek-storm",
-            "rapid seeks inside a stream, including while a chunk is in flight",
-            {"Seeker": 3, "Listener": 1},
+            "rapid seeks inside a stream, including while a chunk is in flight, positioned as the web client "
+            "does (enhanced: seek with preset/intensity; normal: play_normal at start_position), and resumes "
+            "after a dropped connection",
+            {"Seeker": 3, "Reconnector": 1, "Listener": 1},
             duration_s=40,
             options={"seeks_per_play": 6},
         ),
@@ -91,10 +95,13 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "release",
             "the standard suite a release gate runs: mixed listeners, a slow consumer, disconnects, "
-            "seeks and browsing, then recovery and dynamic checks",
-            {"Listener": 2, "EnhancedListener": 2, "SlowListener": 1, "Disconnector": 2, "Seeker": 1, "Browser": 2},
+            "seeks, resumes after a dropped connection and browsing over all six test tracks; then a quiet truth "
+            "phase (each track alone on each path, to its end), recovery and dynamic checks",
+            {"Listener": 2, "EnhancedListener": 2, "SlowListener": 1, "Disconnector": 2, "Seeker": 1, "Reconnector": 1,
+             "Browser": 2},
             duration_s=90,
-            checks=("recovery", "openapi", "origins", "bad_files", "ws_contract", "isolation", "socket_input",
+            tracks=("timecode", "pink", "sweep", "sine", "silence-lead", "short"),
+            checks=("truth", "recovery", "openapi", "origins", "bad_files", "ws_contract", "isolation", "socket_input",
                     "backpressure"),
         ),
     ]

@@ -133,6 +133,10 @@ class _AuralisUser(User):
         return TRACKS[(self.number + offset) % len(TRACKS)]
 
     def ensure_session(self) -> AuralisSession:
+        if self.session is not None and self.session.ws is not None and getattr(self.session.ws, "closed", None):
+            # the server closed it (a close frame read with the last messages)
+            self.session.close(reason="server_closed")
+            self.session = None
         if self.session is None or self.session.ws is None:
             t0 = time.time()
             try:
@@ -154,12 +158,37 @@ class _AuralisUser(User):
                     until=None) -> str:
         s = self.ensure_session()
         s.play(track["track_id"], enhanced=enhanced, start_position=start_position)
-        why = s.pump(until or s.stream_done, deadline=END_T)
+        why = s.pump(until or s.stream_done, deadline=self.stream_deadline())
         self.record_ttfa(s)
+        if why == "deadline" and OPTS.get("play_to_end"):
+            self.report_stream_timeout(s)
         if why == "closed":
             s.close(reason="server_closed")
             self.session = None
         return why
+
+    def stream_deadline(self) -> float:
+        """Until the load ends; a scenario that plays each stream to its end
+        (`play_to_end`) gives each stream `stream_timeout_s` instead."""
+        if OPTS.get("play_to_end"):
+            return time.time() + float(OPTS.get("stream_timeout_s", 300))
+        return END_T
+
+    def report_stream_timeout(self, s: AuralisSession) -> None:
+        """The per-stream timeout fired: say so in the stream (a violation the
+        analysis reports) and in the load's events (run.json counts them)."""
+        timeout = float(OPTS.get("stream_timeout_s", 300))
+        cur = s.current
+        detail = f"the stream had not ended after the per-stream timeout of {timeout:g} s"
+        if cur is not None:
+            cur.recorder.violation("stream_timeout", detail, timeout_s=timeout,
+                                   delivered_s=cur.recorder.frames / max(1, cur.recorder.sample_rate))
+            sid = cur.recorder.info.get("stream_id")
+            s.close(reason="stream_timeout")
+            self.session = None
+        else:
+            sid = None
+        load_event("stream_timeout", user=self.name, stream=sid, timeout_s=timeout)
 
     def record_ttfa(self, s: AuralisSession) -> None:
         if not s.streams:
@@ -175,12 +204,19 @@ class _AuralisUser(User):
     @task
     def step(self) -> None:
         if time.time() >= END_T:
+            if OPTS.get("play_to_end"):
+                _DONE.add(self.name)  # its streams ran past the load's end: nothing more to start
             self.idle_until_end()
             return
         try:
             self.scenario_step()
         except _Retry:
             pass
+        except WSClosed as e:  # the server closed the connection under a command: a new one next step
+            load_event("server_closed", user=self.name, code=e.code, reason=str(e.reason)[:200])
+            if self.session is not None:
+                self.session.close(reason="server_closed")
+                self.session = None
 
     def scenario_step(self) -> None:
         limit = OPTS.get("plays_per_user")
@@ -278,13 +314,18 @@ class Disconnector(_AuralisUser):
 
 
 class Seeker(_AuralisUser):
-    """Seeks rapidly, including while a chunk is still arriving."""
+    """Seeks rapidly, including while a chunk is still arriving, the way the
+    web client positions each path: on the enhanced path a `seek` with its
+    preset and intensity (useEnhancedSeek.ts; a seek always streams the
+    enhanced path), on the normal path `play_normal` with `start_position`."""
 
     def scenario_step(self) -> None:
         s = self.ensure_session()
         track = self.track(self.plays)
         self.plays += 1
-        s.play(track["track_id"], enhanced=bool(self.plays % 2))
+        # alternate paths, half the seekers starting on each: a short run still positions both
+        enhanced = bool((self.number + self.plays) % 2)
+        s.play(track["track_id"], enhanced=enhanced)
         duration = float(track.get("duration_s") or 60)
         rng = random.Random(self.number * 1000 + self.plays)
         for _ in range(int(OPTS.get("seeks_per_play", 6))):
@@ -293,8 +334,51 @@ class Seeker(_AuralisUser):
                    deadline=min(END_T, time.time() + 10))
             if time.time() >= END_T or s.ws is None:
                 return
-            s.seek(track["track_id"], round(rng.uniform(0, max(1.0, duration - 5)), 2))
+            position = round(rng.uniform(0, max(1.0, duration - 5)), 2)
+            if enhanced:
+                s.seek(track["track_id"], position)
+            else:
+                s.play(track["track_id"], enhanced=False, start_position=position)
         s.pump(s.stream_done, deadline=END_T)
+        self.record_ttfa(s)
+
+
+class Reconnector(_AuralisUser):
+    """A browser whose connection drops mid-stream: it reconnects and
+    re-issues its last stream command (play_normal or play_enhanced, with its
+    preset and intensity) at the position played so far, as the web client's
+    replayQueueAndResume does (websocketConnectionCore.ts). Alternates paths;
+    drops after a random 1-8 frames, so the resume lands inside a chunk."""
+
+    wait_time = between(0.1, 0.4)
+
+    def scenario_step(self) -> None:
+        s = self.ensure_session()
+        track = self.track(self.plays)
+        self.plays += 1
+        enhanced = bool((self.number + self.plays) % 2 == 0)
+        rng = random.Random(self.number * 1000 + self.plays)
+        frames_wanted = rng.randint(int(OPTS.get("resume_after_frames_min", 1)),
+                                    int(OPTS.get("resume_after_frames_max", 8)))
+        s.play(track["track_id"], enhanced=enhanced,
+               **({"preset": s.enhancement["preset"], "intensity": s.enhancement["intensity"]} if enhanced else {}))
+        why = s.pump(lambda: bool(s.current and s.current.recorder.binary_frames >= frames_wanted) or s.stream_done(),
+                     deadline=min(END_T, time.time() + float(OPTS.get("first_audio_timeout_s", 60))))
+        self.record_ttfa(s)
+        point = s.resume_point() if s.current is not None else None
+        # the network drops: no close frame, the server finds out on its own
+        s.close(abrupt=True, reason="disconnected")
+        self.session = None
+        if point is None or why != "done" or time.time() >= END_T:
+            return  # no audio yet, or the stream already ended: nothing to resume
+        command, position = point
+        s = self.ensure_session()
+        s.resume(command, position)
+        load_event("resume", user=self.name, type=command["type"], position=position, frames=frames_wanted)
+        STATS["cycles"] += 1
+        # a resumed stream plays to its end (the analysis checks where it starts
+        # and that nothing is replayed or lost), bounded like any stream
+        s.pump(s.stream_done, deadline=self.stream_deadline())
         self.record_ttfa(s)
 
 

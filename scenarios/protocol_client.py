@@ -27,6 +27,9 @@ EXEMPT_FROM_RATE_LIMIT = {"ping", "pong", "heartbeat"}
 BROWSER_BUFFER_S = 300.0
 BROWSER_FULL_AT = 0.75
 BROWSER_READY_AT = 0.50
+# the web client's enhancement defaults, used until the server announces its own
+DEFAULT_PRESET = "adaptive"
+DEFAULT_INTENSITY = 1.0
 
 _ids = itertools.count(1)
 _ids_lock = threading.Lock()
@@ -129,6 +132,13 @@ class AuralisSession:
         self.flow_paused = False
         self.play_sent_t: float | None = None
         self.play_request: dict[str, Any] | None = None
+        self.play_reason: str | None = None
+        # the last play_normal/play_enhanced, which a browser re-issues when its
+        # socket reconnects (websocketConnectionCore.ts replayQueueAndResume)
+        self.last_stream_command: dict[str, Any] | None = None
+        # what the server announced on connect (enhancement_settings_changed);
+        # the web client sends its preset and intensity with every seek
+        self.enhancement: dict[str, Any] = {"preset": DEFAULT_PRESET, "intensity": DEFAULT_INTENSITY}
         self.closed_reason: str | None = None
         self.play_error: dict[str, Any] | None = None
         self._stale_meta = False
@@ -150,14 +160,19 @@ class AuralisSession:
             self.limiter.wait()
         msg = {"type": type_, "data": data or {}}
         t = time.time()
-        self.ws.send_text(json.dumps(msg))
+        try:
+            self.ws.send_text(json.dumps(msg))
+        except WSClosed:
+            if type_ in EXEMPT_FROM_RATE_LIMIT:
+                return  # a pong for a connection the server has closed: the next read says so
+            raise
         if self.current and type_ not in EXEMPT_FROM_RATE_LIMIT:
             self.current.recorder.event(type_, msg, t, direction="out")
         elif self.conn_log:
             self.conn_log.write({"t": t, "kind": "sent", "msg": msg})
 
     def play(self, track_id: Any, *, enhanced: bool, start_position: float | None = None,
-             preset: str | None = None, intensity: float | None = None) -> None:
+             preset: str | None = None, intensity: float | None = None, reason: str | None = None) -> None:
         data: dict[str, Any] = {"track_id": track_id}
         if start_position:
             data["start_position"] = start_position
@@ -166,17 +181,48 @@ class AuralisSession:
                 data["preset"] = preset
             if intensity is not None:
                 data["intensity"] = intensity
-        self.play_request = {"type": "play_enhanced" if enhanced else "play_normal", "data": data}
-        self.play_sent_t = time.time()
-        self.play_error = None
-        self.send(self.play_request["type"], data)
+        self._send_request({"type": "play_enhanced" if enhanced else "play_normal", "data": data}, reason)
         self.flow_paused = False
 
-    def seek(self, track_id: Any, position: float) -> None:
-        self.play_request = {"type": "seek", "data": {"track_id": track_id, "position": position}}
+    def seek(self, track_id: Any, position: float, *, preset: str | None = None,
+             intensity: float | None = None) -> None:
+        """A seek as the web client sends it (useEnhancedSeek.ts): always with
+        the preset and intensity of the current enhancement settings."""
+        data = {"track_id": track_id, "position": position,
+                "preset": preset or self.enhancement.get("preset") or DEFAULT_PRESET,
+                "intensity": intensity if intensity is not None else self.enhancement.get("intensity", DEFAULT_INTENSITY)}
+        self._send_request({"type": "seek", "data": data}, None)
+
+    def resume(self, command: dict[str, Any], position: float) -> None:
+        """Re-issue a stream command at a position, as the web client does
+        after its socket reconnects: the same command and data, with
+        start_position set to the position played so far."""
+        data = {**(command.get("data") or {}), "start_position": float(position)}
+        self._send_request({"type": command["type"], "data": data}, "resume")
+        self.flow_paused = False
+
+    def resume_point(self) -> tuple[dict[str, Any], float] | None:
+        """(last stream command, position played so far) of the newest stream:
+        the audio received over the sample rate, plus where that stream started
+        in the track. None before any stream command or any audio."""
+        if self.last_stream_command is None or not self.streams:
+            return None
+        rec = self.streams[-1].recorder
+        if rec.frames == 0:
+            return None
+        start = rec.info.get("start_position") or 0.0
+        if not start and rec.info.get("request"):
+            start = _position(((rec.info["request"] or {}).get("data") or {}).get("start_position"))
+        return self.last_stream_command, float(start) + rec.frames / max(1, rec.sample_rate)
+
+    def _send_request(self, request: dict[str, Any], reason: str | None) -> None:
+        self.play_request = request
+        self.play_reason = reason
         self.play_sent_t = time.time()
         self.play_error = None
-        self.send("seek", {"track_id": track_id, "position": position})
+        if request["type"] in ("play_normal", "play_enhanced"):
+            self.last_stream_command = request
+        self.send(request["type"], request["data"])
 
     def close(self, *, abrupt: bool = False, reason: str = "client_closed") -> None:
         if self.current:
@@ -279,9 +325,18 @@ class AuralisSession:
                 self.play_error = obj
             self.on_event("error", obj)
         else:
+            if kind == "enhancement_settings_changed":
+                self._on_settings(data)
             # broadcasts (player_state, mastering_recommendation, ...) may arrive
             # between a meta and its frame; they belong to the connection
             self._log_conn(kind, obj, msg.t)
+
+    def _on_settings(self, data: dict) -> None:
+        if isinstance(data.get("preset"), str) and data["preset"]:
+            self.enhancement["preset"] = data["preset"]
+        v = data.get("intensity")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1:
+            self.enhancement["intensity"] = float(v)
 
     def _on_start(self, obj: dict, data: dict, t: float) -> None:
         epoch = data.get("stream_epoch")
@@ -296,6 +351,7 @@ class AuralisSession:
             "connection": self.conn_id, "track_id": data.get("track_id"), "track_name": track.get("name"),
             "source": track.get("file"), "stream_type": data.get("stream_type"), "stream_epoch": epoch,
             "is_seek": is_seek, "request": self.play_request, "request_t": self.play_sent_t,
+            **({"request_reason": self.play_reason} if self.play_reason else {}),
             # where the audio starts is what the server says it streams, not what
             # this client last asked for: during rapid seeks they differ
             "start_position": _position(data.get("seek_position")) if is_seek else 0.0,

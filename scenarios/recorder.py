@@ -96,6 +96,7 @@ class StreamRecorder:
         if self.closed:
             return
         self.closed = True
+        self.ended = ended
         doc = dict(self.info)
         doc.update(summary)
         doc.update(

@@ -2,8 +2,12 @@
 loaded through the target's own scan API (track ids come from its list)."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ from analysis import signals
 
 SAMPLE_RATE = 44100
 MUSIC_SUBDIR = "earshot-tracks"
+SHORT_TRACK_S = 20.0  # the shortest --track-seconds; a test track shorter than this keeps its length
 
 
 class TrackError(Exception):
@@ -23,7 +28,10 @@ class TrackError(Exception):
 
 def render(name: str, sample_rate: int = SAMPLE_RATE, seconds: float | None = None) -> np.ndarray:
     gen, duration_s, _desc = signals.TEST_TRACKS[name]
-    duration_s = seconds or duration_s
+    # --track-seconds sets the length of the ordinary tracks; one whose point
+    # is being short (shorter than two chunks) keeps its own length
+    if seconds and duration_s >= SHORT_TRACK_S:
+        duration_s = seconds
     params = inspect.signature(gen).parameters
     kwargs: dict[str, Any] = {}
     for key in ("duration_s", "duration"):
@@ -47,7 +55,8 @@ def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | 
         if name not in signals.TEST_TRACKS:
             raise TrackError(f"unknown test track '{name}' (known: {', '.join(signals.TEST_TRACKS)})")
         path = music / f"{name}.wav"
-        cached = cache_dir / f"{name}-{SAMPLE_RATE}-{seconds or 'std'}.wav" if cache_dir else None
+        own = signals.TEST_TRACKS[name][1] < SHORT_TRACK_S  # keeps its length whatever --track-seconds says
+        cached = cache_dir / f"{name}-{SAMPLE_RATE}-{('std' if own else seconds) or 'std'}.wav" if cache_dir else None
         if cached and cached.exists():
             path.write_bytes(cached.read_bytes())
             info = sf.info(str(path))
@@ -63,6 +72,90 @@ def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | 
             "name": name, "file": str(path.relative_to(run_dir)), "abs_path": str(path),
             "duration_s": frames / SAMPLE_RATE, "frames": frames, "sample_rate": SAMPLE_RATE,
             "channels": channels, "description": signals.TEST_TRACKS[name][2], "track_id": None,
+        })
+    return out
+
+
+def check_names(names: list[str]) -> None:
+    """Every name is a test track (a clear error before anything starts)."""
+    for name in names:
+        if name not in signals.TEST_TRACKS:
+            raise TrackError(f"unknown test track '{name}' (known: {', '.join(signals.TEST_TRACKS)})")
+
+
+def user_track_name(path: Path) -> str:
+    """The manifest name of a user's file: its stem, in characters the
+    target's scan and our matching keep intact."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "track"
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def probe_track_file(path: str | Path) -> dict[str, Any]:
+    """Decode a user's audio file with soundfile, wholly (a file whose header
+    reads but whose audio does not is as useless as one that does not open).
+    Raises TrackError with a one-line message."""
+    p = Path(path)
+    if not p.is_file():
+        raise TrackError(f"--track-file {p}: no such file")
+    try:
+        with _quiet_native_stderr():  # decoders (libmpg123) print warnings straight to fd 2
+            info = sf.info(str(p))
+            x, sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError by format
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = re.sub(r"^Error opening '.*?': ", "", msg)  # the path is the user's; the name says it
+        raise TrackError(f"--track-file {p.name}: cannot decode it with soundfile ({msg}); formats: "
+                         f"{', '.join(sorted(sf.available_formats()))}") from None
+    if len(x) < sr:
+        raise TrackError(f"--track-file {p.name}: {len(x) / max(1, sr):.2f} s of audio; at least 1 s is needed")
+    return {"path": p, "format": info.format, "subtype": info.subtype, "sample_rate": int(sr),
+            "channels": int(x.shape[1]), "frames": int(len(x))}
+
+
+def import_track_files(paths: list[str | Path], home: Path, run_dir: Path,
+                       taken: set[str] | None = None) -> list[dict[str, Any]]:
+    """Copy each user file, unchanged, into home/Music for the target to scan
+    and decode itself; write our own decode of the same file as a float32 WAV
+    in the run directory: the manifest's `file`, which the analysis aligns
+    the captured audio against."""
+    music = home / "Music" / MUSIC_SUBDIR
+    decoded_dir = run_dir / "tracks"
+    if paths:
+        decoded_dir.mkdir(parents=True, exist_ok=True)
+    taken = set(taken or ())
+    out = []
+    for path in paths:
+        probe = probe_track_file(path)
+        src = probe["path"]
+        name = user_track_name(src)
+        if name in taken:
+            raise TrackError(f"--track-file {src.name}: a track named '{name}' is already in the run; rename the file")
+        taken.add(name)
+        music.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, music / f"{name}{src.suffix.lower()}")
+        x, sr = sf.read(str(src), dtype="float32", always_2d=True)
+        decoded = decoded_dir / f"{name}.wav"
+        sf.write(str(decoded), x, sr, subtype="FLOAT")
+        out.append({
+            "name": name, "file": str(decoded.relative_to(run_dir)), "abs_path": str(music / f"{name}{src.suffix.lower()}"),
+            "duration_s": len(x) / sr, "frames": len(x), "sample_rate": sr, "channels": x.shape[1],
+            "description": f"user file {src.name} ({probe['format']}/{probe['subtype']})", "track_id": None,
+            "user_file": src.name,
         })
     return out
 

@@ -149,6 +149,8 @@ class WSClient:
 
     # -- messages ---------------------------------------------------------
     def send_text(self, text: str) -> None:
+        if self.closed:  # the peer's close frame came with the last read
+            raise self.closed
         self._send(TextMessage(data=text))
 
     def recv(self, timeout: float | None = None) -> Message:

@@ -110,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as e:
             _fail(f"--coverage needs module '{e.name}' in the target's Python")
 
+    # every asyncio.Queue the app makes is registered with its creation site,
+    # so the send-buffer sampler can measure the server's own send queues
+    from .sendbuffers import SendBufferSampler, install_queue_registry
+
+    install_queue_registry()
+
     module_name, _, attr = a.app.partition(":")
     try:
         app = getattr(importlib.import_module(module_name), attr or "app")
@@ -191,8 +197,12 @@ def main(argv: list[str] | None = None) -> int:
             _fail(f"--monitor needs module '{e.name}' in the target's Python")
         meter.register(getattr(monitor, "_ui_thread", None))
 
+    sendbuffers = SendBufferSampler(log, server.server_state, code_roots=roots)
+
     async def serve() -> None:
         watchdog.start(loop)
+        sendbuffers.start(loop)
+
         async def routes_once_started() -> None:
             # an app may include its routers during startup (lifespan): read
             # the table once uvicorn says the app has started
@@ -207,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             await server.serve()
         finally:
+            sendbuffers.stop()
             watchdog.stop()
 
     # uvicorn re-raises the SIGTERM it handled once it has shut down, with the

@@ -41,6 +41,28 @@ def _rss_between(run_dir: Path, t0: float, t1: float) -> list[float]:
     return [rec["rss"] / MIB for rec in _samples_between(run_dir, t0, t1)]
 
 
+SENDBUFFERS = "agent/sendbuffers.jsonl"
+
+
+def _held_between(run_dir: Path, t0: float, t1: float) -> list[dict[str, Any]]:
+    """The agent's readings of what the server holds for its WebSocket
+    clients (transport write buffers + its own send queues) in [t0, t1]."""
+    return [r for r in iter_jsonl(run_dir / SENDBUFFERS) if t0 <= r.get("t", 0) <= t1 and "held_bytes" in r]
+
+
+def _held_summary(readings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The largest reading, with where its bytes sat."""
+    if not readings:
+        return {"held_mib": 0.0, "readings": 0}
+    top = max(readings, key=lambda r: r["held_bytes"])
+    return {"held_mib": top["held_bytes"] / MIB, "transport_mib": top.get("transport_bytes", 0) / MIB,
+            "queue_mib": top.get("queue_bytes", 0) / MIB, "readings": len(readings),
+            "ws_connections": top.get("ws_connections"), "transport_protocol": top.get("transport_protocol"),
+            "queue_sites": (top.get("queue_sites") or [])[:3],
+            "per_connection_mib": sorted((c.get("buffer_bytes", 0) / MIB for c in top.get("connections") or []),
+                                         reverse=True)[:8]}
+
+
 def _wait_quiet(run_dir: Path, cpu_percent: float, window_s: float, timeout_s: float) -> tuple[bool, float | None]:
     """Wait until the target's mean CPU over the last window_s is under
     cpu_percent: (quiet, the last mean seen)."""
@@ -88,6 +110,8 @@ def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], 
     res: dict[str, Any] = {"outcome": "done", "target_kind": target_kind, "readers": readers, "hold_s": hold_s,
                            "track": {"id": track["track_id"], "name": track.get("name"),
                                      "duration_s": track.get("duration_s")}, "cycles": []}
+    # the load's own streams may still be finishing (or being torn down): let them, before the warm-up
+    res["quiet_before_warmup"] = _wait_quiet(run_dir, quiet_cpu_percent, 2.0, quiet_timeout_s)[0]
     warm, why = try_open(base_url, compression=compression)
     if warm is None:
         return {**res, "outcome": "error", "error": f"could not connect: {why}"}
@@ -103,11 +127,14 @@ def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], 
     res["track"].update(sample_rate=start.get("sample_rate"), channels=start.get("channels"))
     time.sleep(settle_s)
     res["quiet"], res["quiet_cpu_percent"] = _wait_quiet(run_dir, quiet_cpu_percent, 2.0, quiet_timeout_s)
+    # the agent measures queued bytes directly (RSS is corroboration): is it there?
+    res["sendbuffers"] = (run_dir / SENDBUFFERS).exists() or (run_dir / "agent" / "agent.json").exists()
     t_base = time.time()
     time.sleep(settle_s)
     base = _rss_between(run_dir, t_base, time.time())
+    held_base = _held_summary(_held_between(run_dir, t_base, time.time()))
     for c in range(cycles):
-        cycle: dict[str, Any] = {"rss_base_mib": base, "stalled": []}
+        cycle: dict[str, Any] = {"rss_base_mib": base, "stalled": [], "held_base": held_base}
         res["cycles"].append(cycle)
         held: list[Probe] = []
         try:
@@ -126,6 +153,12 @@ def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], 
             time.sleep(hold_s)  # nobody reads: a bounded server blocks on its full sockets
             # the second half of the hold: whatever the server renders ahead has been rendered
             cycle["rss_hold_mib"] = _rss_between(run_dir, t_hold + hold_s / 2, time.time())
+            cycle["held_hold"] = _held_summary(_held_between(run_dir, t_hold + hold_s / 2, time.time()))
+            # the whole hold, compact: does what is held climb or sit at a bound?
+            cycle["held_series"] = [
+                [round(r["t"] - t_hold, 2), round(r.get("held_bytes", 0) / MIB, 3),
+                 round(max([c.get("buffer_bytes", 0) for c in r.get("connections") or []] or [0]) / MIB, 3)]
+                for r in _held_between(run_dir, t_hold, time.time())]
             cycle["stalled"] = [{"binary_bytes": sum(r.binary_bytes for r in p.log), "closed": p.closed}
                                 for p in held]
         finally:
@@ -135,5 +168,7 @@ def backpressure(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], 
         t_rel = time.time()
         time.sleep(settle_s)
         cycle["rss_released_mib"] = _rss_between(run_dir, t_rel, time.time())
+        cycle["held_released"] = _held_summary(_held_between(run_dir, t_rel, time.time()))
         base = cycle["rss_released_mib"]  # the next cycle starts from here
+        held_base = cycle["held_released"]
     return res
