@@ -1,6 +1,7 @@
 """Runs every analysis family over a run directory and writes findings.json
-and metrics.json. A family that fails is recorded, never fatal: the others'
-findings are still written."""
+and metrics.json. A family that fails (to import, or to run) is recorded as
+an analysis error, never fatal and never silent: the others' findings are
+still written, and the run is INVALID (analysis.validity)."""
 from __future__ import annotations
 
 import importlib
@@ -23,11 +24,10 @@ FAMILIES: list[tuple[str, str]] = [
 ]
 
 
-def _load(module: str, func: str) -> Callable[[Path], tuple[list[Finding], dict[str, Any]]] | None:
-    try:
-        return getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError):
-        return None
+def _load(module: str, func: str) -> Callable[[Path], tuple[list[Finding], dict[str, Any]]]:
+    # no fallback: a family that cannot be imported would otherwise vanish
+    # with its findings, and the run could pass
+    return getattr(importlib.import_module(module), func)
 
 
 def analyse_run(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
@@ -37,32 +37,37 @@ def analyse_run(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     samples: dict[str, list[float]] = {}
     errors: list[str] = []
     for module, func in FAMILIES:
-        fn = _load(module, func)
-        if fn is None:
-            continue
         try:
+            fn = _load(module, func)
             f, m = fn(run_dir)
         except Exception as e:  # one broken family must not hide the others
             errors.append(f"{module}.{func}: {type(e).__name__}: {e}")
-            (run_dir / "analysis-errors.txt").open("a").write(traceback.format_exc() + "\n")
+            with (run_dir / "analysis-errors.txt").open("a") as fh:
+                fh.write(traceback.format_exc() + "\n")
             continue
         findings += f
         m = dict(m)
         samples.update(m.pop("samples", {}) or {})
         metrics.update(m)
+    run = read_json(run_dir / "run.json", {}) or {}
+    from .validity import hang_finding, invalid_causes, validity_figures
+
+    hang = hang_finding(run_dir, run)
+    if hang is not None:
+        findings.append(hang)
     findings = assign_ids(findings)
     counts = count_by_severity(findings)
     for sev, n in counts.items():
         metrics[f"findings.{sev}"] = n
     metrics["findings.total"] = len(findings)
-    run = read_json(run_dir / "run.json", {}) or {}
+    metrics.update(validity_figures(run, errors, run_dir))
+    causes = invalid_causes(run, metrics, errors)
     meta = {"scenario": run.get("scenario"), "target": (run.get("target") or {}).get("kind"),
-            "analysis_errors": errors}
+            "analysis_errors": errors, "invalid_causes": causes}
     (run_dir / FINDINGS).write_text(dump_findings(findings, meta))
     doc = {k: v for k, v in metrics.items() if v is not None}
     doc["samples"] = samples
-    if errors:
-        doc["analysis_errors"] = len(errors)
+    doc["invalid_causes"] = causes  # not a figure: the gate reads it as run validity
     (run_dir / METRICS).write_text(json.dumps(doc, indent=1, default=_plain))
     return findings, metrics
 

@@ -134,10 +134,13 @@ def _judge(rule: Rule, kind: str, figures: dict[str, float]) -> dict[str, Any]:
 def _run_status_problem(rs: RunSet) -> str | None:
     for r in rs.runs:
         status = r.run.get("status")
-        if status in ("invalid", "interrupted"):
+        if status in ("invalid", "interrupted", "failed"):
             why = r.run.get("invalid_reason") or ("interrupted before it finished" if status == "interrupted" else "no reason recorded")
             where = f" ({r.label})" if len(rs.runs) > 1 else ""
             return f"run {status}{where}: {why}"
+        if r.invalid_causes:
+            where = f" ({r.label})" if len(rs.runs) > 1 else ""
+            return f"run invalid{where}: " + "; ".join(r.invalid_causes)
         if not r.has_metrics and not r.has_findings:
             return f"nothing measured in {r.label}: no metrics.json or findings.json"
     return None
