@@ -31,7 +31,9 @@ from typing import Any, Iterable
 from scenarios import catalogue
 
 from .procs import OwnedProcess
-from .run import EXIT_INVALID, PROJECT_ROOT, RunError, execute
+from .errors import EXIT_INVALID, RunError
+from .stages import execute
+from .targets import PROJECT_ROOT
 
 MAX_REPEAT = 50
 REPEAT_JSON = "repeat.json"
