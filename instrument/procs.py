@@ -39,6 +39,11 @@ class OwnedProcess:
     def returncode(self) -> int | None:
         return self.proc.poll()
 
+    def send(self, sig: int) -> None:
+        """Signal the whole group without waiting."""
+        if self.alive():
+            _signal_group(self.pid, sig)
+
     def stop(self, grace_s: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
         """Ask the group to stop, then kill it. Returns the exit code."""
         if self.alive():

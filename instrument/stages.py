@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -213,8 +214,28 @@ def prepare(run: Run) -> None:
     run.mark("tracks_s", t0)
 
 
+# What the analyse and report stages import. Imported in a thread while the
+# target starts (no measurement runs then), so that after Ctrl-C or SIGTERM
+# the report is not kept waiting for scipy and matplotlib to load.
+WARM_MODULES = ("analysis.pipeline", "analysis.client", "analysis.continuity", "analysis.audio.run",
+                "analysis.loop", "analysis.memory", "analysis.checks", "reports", "reports.gate")
+
+
+def _warm_imports() -> None:
+    import importlib
+
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the analyse stage reports a family that cannot import
+            pass
+
+
 def launch(run: Run) -> None:
     from scenarios import tracks as tracks_mod
+
+    warm = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
+    warm.start()
 
     args = run.args
     port = args.port or free_port()
@@ -249,6 +270,7 @@ def launch(run: Run) -> None:
         raise RunError(str(e)) from None
     tracks_mod.save_manifest(run.tracks, run.dir)
     run.mark("scan_s", t0)
+    warm.join()  # before the load: the imports must not take CPU from the measurement
 
 
 def load(run: Run) -> None:
@@ -262,6 +284,7 @@ def load(run: Run) -> None:
                                compression=args.ws_compression == "on", workers=args.locust_workers)
     t0 = time.monotonic()
     run.doc["load_window"] = [time.time(), None]
+    run.save()  # the load has begun: say so to whoever watches the run directory
     run.probe = LivenessProbe(run.base_url, run.dir, pid=run.target_proc.pid, hang_s=HANG_AFTER_S).start()
     run.load = loadgen.start(run.dir, base_url=run.base_url, config_path=cfg, users=run.users,
                              spawn_rate=run.spawn_rate, duration_s=run.duration,
@@ -325,10 +348,12 @@ def cleanup(run: Run) -> None:
             run.doc["liveness"] = run.probe.record()
             if run.probe.hung and run.doc.get("status") == "running":
                 run.invalid(run.probe.hang)
+        if run.hurry and run.target_proc is not None and run.target_proc.alive() and not _keeps_profiles(run):
+            run.target_proc.send(signal.SIGTERM)  # in parallel with stopping the load: seconds count now
         _stop_load(run)
         if run.target_proc is not None:
             was_alive = run.target_proc.alive()
-            grace = ("profiles" if (run.args.profile != "none" or run.args.trace_memory)
+            grace = ("profiles" if _keeps_profiles(run)
                      else "hurry" if run.hurry or (run.probe and run.probe.hung) else "normal")
             t0 = time.monotonic()
             rc = run.target_proc.stop(grace_s=TARGET_GRACE_S[grace])
@@ -339,6 +364,10 @@ def cleanup(run: Run) -> None:
         if run.sampler:
             run.sampler.stop()
         stop_all()
+
+
+def _keeps_profiles(run: Run) -> bool:
+    return run.args.profile != "none" or run.args.trace_memory
 
 
 def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
@@ -399,7 +428,8 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
     if not analyse:
         return EXIT_PASS if run.doc["status"] == "ok" else EXIT_INVALID
     return finish(run.dir, gate_file=args.gate, baseline=args.baseline, no_gate=args.no_gate,
-                  audit_dir=args.audit_dir, target_root=Path(run.target.info["root"]) if run.target.info.get("root") else None)
+                  audit_dir=args.audit_dir, target_root=Path(run.target.info["root"]) if run.target.info.get("root") else None,
+                  quick=stopped_at is not None)
 
 
 def _saved_failed(run_dir: Path) -> bool:
@@ -410,12 +440,13 @@ def _saved_failed(run_dir: Path) -> bool:
 
 
 def finish(run_dir: Path, *, gate_file: str | None = None, baseline: str | None = None, no_gate: bool = False,
-           audit_dir: str | None = None, target_root: Path | None = None) -> int:
+           audit_dir: str | None = None, target_root: Path | None = None, quick: bool = False) -> int:
     """The analyse and report stages: analyse, gate and report a run
     directory; print the summary with the verdict last. Shared by a live run
-    and by re-running on an old directory."""
+    and by re-running on an old directory. `quick`: a run stopped by a
+    signal; its report leaves out the run plots to be out in seconds."""
     try:
-        return _finish(run_dir, gate_file, baseline, no_gate, audit_dir, target_root)
+        return _finish(run_dir, gate_file, baseline, no_gate, audit_dir, target_root, quick)
     except OSError as e:
         if not is_disk_full(e):
             raise
@@ -428,7 +459,7 @@ def finish(run_dir: Path, *, gate_file: str | None = None, baseline: str | None 
         return EXIT_INVALID
 
 
-def _finish(run_dir, gate_file, baseline, no_gate, audit_dir, target_root) -> int:
+def _finish(run_dir, gate_file, baseline, no_gate, audit_dir, target_root, quick=False) -> int:
     from analysis.pipeline import analyse_run
 
     doc = json.loads((run_dir / "run.json").read_text())
@@ -445,7 +476,7 @@ def _finish(run_dir, gate_file, baseline, no_gate, audit_dir, target_root) -> in
     verdict, code, reason, gate_lines = _gate(run_dir, doc, findings, gate_file, baseline, no_gate, target_root,
                                               causes)
     doc.update(verdict=verdict, exit_code=code, verdict_reason=reason)
-    paths = _render(run_dir, audit_dir)
+    paths = _render(run_dir, audit_dir, plots=not quick)
     stages["report"] = {"status": "ok", "s": round(time.monotonic() - t0, 3)}
     (run_dir / "run.json").write_text(json.dumps(doc, indent=1, default=str))
     _print_summary(run_dir, doc, findings, metrics, verdict, reason, gate_lines, paths)
@@ -479,12 +510,12 @@ def _gate(run_dir, doc, findings, gate_file, baseline, no_gate, target_root, cau
     return "PASS", EXIT_PASS, "no CRITICAL or HIGH findings", []
 
 
-def _render(run_dir: Path, audit_dir: str | None) -> list[Path]:
+def _render(run_dir: Path, audit_dir: str | None, plots: bool = True) -> list[Path]:
     try:
         import reports
 
         if hasattr(reports, "render_all"):
-            return list(reports.render_all(run_dir, audit_dir=Path(audit_dir) if audit_dir else None))
+            return list(reports.render_all(run_dir, audit_dir=Path(audit_dir) if audit_dir else None, plots=plots))
     except OSError as e:
         if is_disk_full(e):
             raise
