@@ -421,7 +421,9 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
         if not is_disk_full(e):
             raise
         disk_full = disk_full or disk_full_message(e)
+        run.doc.update(status="failed", invalid_reason=disk_full)
     if disk_full:
+        _mark_failed_in_place(run)
         print(f"error: {disk_full} (run.json {'marked failed' if _saved_failed(run.dir) else 'could not be written'})",
               file=console)
         return EXIT_INVALID
@@ -430,6 +432,18 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
     return finish(run.dir, gate_file=args.gate, baseline=args.baseline, no_gate=args.no_gate,
                   audit_dir=args.audit_dir, target_root=Path(run.target.info["root"]) if run.target.info.get("root") else None,
                   quick=stopped_at is not None)
+
+
+def _mark_failed_in_place(run: Run) -> None:
+    """On a full disk the atomic write (a second copy, then rename) has no
+    room; overwriting run.json in place first frees its own blocks, so the
+    failure can still be recorded."""
+    if _saved_failed(run.dir):
+        return
+    with contextlib.suppress(OSError):
+        (run.dir / "run.json.tmp").unlink(missing_ok=True)
+        with open(run.dir / "run.json", "w") as fh:
+            fh.write(json.dumps(run.doc, indent=1, default=str))
 
 
 def _saved_failed(run_dir: Path) -> bool:
