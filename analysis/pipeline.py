@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .model import Finding, assign_ids, count_by_severity, dump_findings
-from .rundir import FINDINGS, METRICS, read_json
+from .rundir import FINDINGS, METRICS, RunDirError, dumps, read_json, validate, write_json
 
 # (module, function): each returns (findings, metrics)
 FAMILIES: list[tuple[str, str]] = [
@@ -68,13 +68,10 @@ def analyse_run(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     doc = {k: v for k, v in metrics.items() if v is not None}
     doc["samples"] = samples
     doc["invalid_causes"] = causes  # not a figure: the gate reads it as run validity
-    (run_dir / METRICS).write_text(json.dumps(doc, indent=1, default=_plain))
+    try:  # a figure that is not a number is a bug of a family: the run cannot be judged on it
+        validate(json.loads(dumps(doc)), "metrics", run_dir / METRICS)
+    except RunDirError as e:
+        doc["invalid_causes"] = [*causes, f"analysis wrote a malformed figure: {e}"]
+    write_json(run_dir / METRICS, doc)
     return findings, metrics
 
-
-def _plain(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(type(o).__name__)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 from pathlib import Path
@@ -95,11 +94,13 @@ def compare_compression(args: argparse.Namespace) -> int:
 
 
 def _finish_existing(args: argparse.Namespace) -> int:
+    from analysis.rundir import RunDirError, read_run
+
     run_dir = Path(args.finish)
     try:
-        doc = json.loads((run_dir / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        print(f"error: {run_dir} is not a run directory (no readable run.json)", file=sys.stderr)
+        doc = read_run(run_dir)
+    except RunDirError as e:
+        print(f"error: {e}", file=sys.stderr)
         return EXIT_INVALID
     root = (doc.get("target") or {}).get("root")
     return finish(run_dir, gate_file=args.gate, baseline=args.baseline, no_gate=args.no_gate,

@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
+from analysis.rundir import RUN_JSON, RUNDIR_SCHEMA_VERSION, RunDirError, dumps, read_run, write_json
 from scenarios import catalogue
 
 from . import loadgen
@@ -103,7 +104,7 @@ class Run:
         self.standin = standin
         self.hurry = False  # a signal, a hang or a dead target: stop everything fast
         self.doc: dict[str, Any] = {
-            "tool": "earshot", "version": _version(), "scenario": self.scenario.name,
+            "schema_version": RUNDIR_SCHEMA_VERSION, "tool": "earshot", "version": _version(), "scenario": self.scenario.name,
             "scenario_description": self.scenario.description, "started_at": _now(), "status": "running",
             "options": {
                 "duration_s": self.duration, "users": self.users, "spawn_rate": self.spawn_rate,
@@ -136,9 +137,7 @@ class Run:
 
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / "run.json.tmp"
-        tmp.write_text(json.dumps(self.doc, indent=1, default=str))
-        os.replace(tmp, self.dir / "run.json")
+        write_json(self.dir / RUN_JSON, self.doc)
 
     def mark(self, key: str, t0: float) -> None:
         self.doc["timings"][key] = round(time.monotonic() - t0, 3)
@@ -442,8 +441,8 @@ def _mark_failed_in_place(run: Run) -> None:
         return
     with contextlib.suppress(OSError):
         (run.dir / "run.json.tmp").unlink(missing_ok=True)
-        with open(run.dir / "run.json", "w") as fh:
-            fh.write(json.dumps(run.doc, indent=1, default=str))
+        with open(run.dir / RUN_JSON, "w") as fh:
+            fh.write(dumps(run.doc))
 
 
 def _saved_failed(run_dir: Path) -> bool:
@@ -466,9 +465,10 @@ def finish(run_dir: Path, *, gate_file: str | None = None, baseline: str | None 
             raise
         msg = disk_full_message(e)
         with contextlib.suppress(OSError, ValueError):
-            doc = json.loads((run_dir / "run.json").read_text())
+            doc = json.loads((run_dir / RUN_JSON).read_text())
             doc.update(status="failed", invalid_reason=msg)
-            (run_dir / "run.json").write_text(json.dumps(doc, indent=1, default=str))
+            with open(run_dir / RUN_JSON, "w") as fh:  # in place: no room for a second copy
+                fh.write(dumps(doc))
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_INVALID
 
@@ -476,8 +476,8 @@ def finish(run_dir: Path, *, gate_file: str | None = None, baseline: str | None 
 def _finish(run_dir, gate_file, baseline, no_gate, audit_dir, target_root, quick=False) -> int:
     from analysis.pipeline import analyse_run
 
-    doc = json.loads((run_dir / "run.json").read_text())
-    stages = doc.setdefault("stages", {})
+    doc = read_run(run_dir)  # RunDirError: not a run directory of this schema
+    stages = doc["stages"]
     t0 = time.monotonic()
     stages["analyse"] = {"status": "running"}
     findings, metrics = analyse_run(run_dir)
@@ -492,7 +492,7 @@ def _finish(run_dir, gate_file, baseline, no_gate, audit_dir, target_root, quick
     doc.update(verdict=verdict, exit_code=code, verdict_reason=reason)
     paths = _render(run_dir, audit_dir, plots=not quick)
     stages["report"] = {"status": "ok", "s": round(time.monotonic() - t0, 3)}
-    (run_dir / "run.json").write_text(json.dumps(doc, indent=1, default=str))
+    write_json(run_dir / RUN_JSON, doc)
     _print_summary(run_dir, doc, findings, metrics, verdict, reason, gate_lines, paths)
     return code
 

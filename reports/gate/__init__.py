@@ -14,7 +14,6 @@ Precedence: a run that cannot be trusted is INVALID before it can FAIL
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,14 +241,8 @@ def _display_source(source: str) -> str:
 
 def _finish(result: GateResult, run_dir: Path, write: bool) -> GateResult:
     if write:
-        path = run_dir / GATE_JSON
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default), encoding="utf-8")
-        tmp.replace(path)
+        from analysis.rundir import write_json
+
+        write_json(run_dir / GATE_JSON, result.to_dict(), indent=2)
     return result
 
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

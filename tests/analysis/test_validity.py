@@ -105,3 +105,23 @@ def test_unknown_metric_names_the_closest(name):
     from analysis.metrics_catalogue import unknown_message
 
     assert "did you mean" in unknown_message(name)
+
+
+def test_run_json_is_validated_when_read(tmp_path):
+    """One shape of run.json: an old or foreign one is a one-line error."""
+    from analysis.rundir import RunDirError, read_run
+
+    rd = tmp_path / "r"
+    rd.mkdir()
+    good = {"schema_version": 1, "tool": "earshot", "scenario": "smoke", "status": "ok",
+            "options": {"duration_s": 10, "users": {"Listener": 1}}, "target": {"kind": "reference"},
+            "timings": {"run_s": 1.0}, "stages": {"load": {"status": "ok", "s": 1.0}}}
+    (rd / "run.json").write_text(json.dumps(good))
+    assert read_run(rd)["status"] == "ok"
+    for bad, what in [({**good, "schema_version": None}, "schema_version None"),
+                      ({**good, "status": "done"}, "'done' is not one of"),
+                      ({**good, "stages": {"lode": {"status": "ok"}}}, "lode")]:
+        (rd / "run.json").write_text(json.dumps(bad))
+        with pytest.raises(RunDirError) as e:
+            read_run(rd)
+        assert what in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -64,7 +64,9 @@ def test_disk_full_while_analysing_is_one_line_exit_2(tmp_path, monkeypatch, cap
 
     rd = tmp_path / "run"
     rd.mkdir()
-    (rd / "run.json").write_text(json.dumps({"status": "ok", "scenario": "smoke"}))
+    (rd / "run.json").write_text(json.dumps({
+        "schema_version": 1, "tool": "earshot", "scenario": "smoke", "status": "ok", "options": {
+            "duration_s": 10, "users": {"Listener": 1}}, "target": {"kind": "reference"}, "timings": {}, "stages": {}}))
     monkeypatch.setattr(analysis.pipeline, "analyse_run", _enospc)
     assert stages.finish(rd) == 2
     err = capsys.readouterr().err.strip().splitlines()
