@@ -85,6 +85,18 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+def stop_together(procs: list["OwnedProcess"], grace_s: float) -> None:
+    """SIGTERM every group at once and share one grace, then stop each (a
+    SIGKILL for whatever is left): n processes cost one grace, not n."""
+    for p in procs:
+        p.send(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(p.alive() for p in procs):
+        time.sleep(0.05)
+    for p in procs:
+        p.stop(grace_s=0.0)
+
+
 def stop_all(grace_s: float = 5.0) -> None:
     for p in list(reversed(_OWNED)):
         p.stop(grace_s)

@@ -33,7 +33,7 @@ from scenarios import catalogue
 
 from . import loadgen
 from .errors import EXIT_FAIL, EXIT_INVALID, EXIT_PASS, RunError, Stopped, disk_full_message, is_disk_full
-from .procs import OwnedProcess, free_port, port_in_use, stop_all, wait_for_health
+from .procs import OwnedProcess, free_port, port_in_use, stop_all, stop_together, wait_for_health
 from .sampler import ProcessSampler
 from .targets import PROJECT_ROOT, TargetError, auralis_target, reference_target
 
@@ -347,8 +347,9 @@ def cleanup(run: Run) -> None:
             run.doc["liveness"] = run.probe.record()
             if run.probe.hung and run.doc.get("status") == "running":
                 run.invalid(run.probe.hang)
-        if run.hurry and run.target_proc is not None and run.target_proc.alive() and not _keeps_profiles(run):
-            run.target_proc.send(signal.SIGTERM)  # in parallel with stopping the load: seconds count now
+        if run.hurry and run.target_proc is not None and not _keeps_profiles(run):
+            # seconds count now: the load generator and the target share one short grace
+            stop_together([*(run.load.procs if run.load else []), run.target_proc], TARGET_GRACE_S["hurry"])
         _stop_load(run)
         if run.target_proc is not None:
             was_alive = run.target_proc.alive()
