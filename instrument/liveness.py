@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -113,6 +114,15 @@ class LivenessProbe:
             self._close_ws()
             return None
 
+    def _request_stacks(self) -> None:
+        """SIGUSR1: the agent's faulthandler writes every thread's stack to
+        agent/faulthandler.log (the hang finding quotes it)."""
+        try:
+            os.kill(self.pid, signal.SIGUSR1)
+        except OSError:
+            return
+        time.sleep(0.5)  # the dump is a few kB written by a C handler
+
     def _close_ws(self) -> None:
         ws, self._ws = self._ws, None
         if ws is not None:
@@ -135,8 +145,11 @@ class LivenessProbe:
                 if silent >= self.hang_s and self.hang is None:
                     self.state = process_state(self.pid)
                     self._since_s = time.time() - silent - self.t0
+                    is_stopped = bool(self.state and self.state.startswith("T"))
+                    if not is_stopped:
+                        self._request_stacks()
                     stopped = " (the process is stopped, e.g. SIGSTOP: it runs no code, so the agent "\
-                              "could not dump its stacks)" if self.state and self.state.startswith("T") else ""
+                              "could not dump its stacks)" if is_stopped else ""
                     self.hang = (f"target stopped answering: no health or WebSocket ping answer for "
                                  f"{silent:.0f} s{stopped}")
                 self._stop.wait(max(0.0, PROBE_EVERY_S - (time.monotonic() - t)))

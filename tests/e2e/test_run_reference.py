@@ -179,3 +179,42 @@ def test_target_stopped_mid_run_is_invalid_naming_the_hang(tmp_path):
     assert any("could not dump" in e for e in hang.evidence)
     assert (out / "report.md").exists()
     assert leftovers(out) == []
+
+
+BLOCKS_LOOP_LATER = '''
+import time
+from instrument.reference.app import app as inner
+
+_first_ws = None
+
+
+def hang_here_forever():
+    time.sleep(600)  # on the event loop: nothing answers any more
+
+
+async def app(scope, receive, send):
+    global _first_ws
+    if scope["type"] == "websocket" and _first_ws is None:
+        _first_ws = time.monotonic()
+    if scope["type"] == "http" and _first_ws is not None and time.monotonic() - _first_ws > 5:
+        hang_here_forever()
+    await inner(scope, receive, send)
+'''
+
+
+def test_target_whose_loop_hangs_gives_its_last_stacks(tmp_path):
+    """A loop blocked for good 5 s into the load: INVALID naming the hang, and
+    the hang finding quotes the stacks the agent dumped on request (the
+    process still runs, unlike a SIGSTOPped one), naming the blocking function."""
+    root = fake_auralis(tmp_path / "Auralis", BLOCKS_LOOP_LATER)
+    out = tmp_path / "r"
+    r = run_cli("--scenario", "smoke", "--duration", "30", "--target", "auralis", "--auralis-root", str(root),
+                "--auralis-python", sys.executable, "--out", str(out))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "target stopped answering" in verdict_line(r) and "SIGSTOP" not in verdict_line(r)
+    run = run_json(out)
+    assert run["load_outcome"] == "target_hung" and run["liveness"]["stopped"] is False
+    [hang] = [f for f in findings_of(out) if f.kind == "target_hang"]
+    stacks = "\n".join(hang.evidence)
+    assert "hang_here_forever" in stacks and "main.py" in stacks, stacks
+    assert leftovers(out) == []
