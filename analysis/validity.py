@@ -32,6 +32,20 @@ def users_started(run_dir: Path) -> int | None:
     return best
 
 
+def hang(run: dict[str, Any]) -> str | None:
+    """The liveness probe's hang, if it counts: the load was ended by it, or
+    the target never answered again. A target that went silent for a while
+    after the load (e.g. while a check made it build its OpenAPI schema on
+    a starved CPU) and then answered was slow, not hung: its silence stays a
+    figure (liveness_unanswered_max_s), not a cause."""
+    live = run.get("liveness") or {}
+    if not live.get("hang"):
+        return None
+    if live.get("recovered") and run.get("load_outcome") != "target_hung":
+        return None
+    return str(live["hang"])
+
+
 def errored_checks(run: dict[str, Any]) -> dict[str, str]:
     out = {}
     for name, res in (run.get("checks") or {}).items():
@@ -57,9 +71,8 @@ def validity_figures(run: dict[str, Any], errors: list[str], run_dir: Path | Non
 def invalid_causes(run: dict[str, Any], metrics: dict[str, Any], errors: list[str]) -> list[str]:
     """One short phrase per cause, most fundamental first."""
     causes = []
-    live = run.get("liveness") or {}
-    if live.get("hang"):
-        causes.append(live["hang"])
+    if (h := hang(run)) is not None:
+        causes.append(h)
     for e in errors:
         causes.append(f"analysis family failed: {e}")
     for name, why in errored_checks(run).items():
@@ -80,7 +93,7 @@ def hang_finding(run_dir: Path, run: dict[str, Any]) -> Finding | None:
     hung for 10 s makes the agent write all threads' stacks to
     agent/faulthandler.log; a SIGSTOPped process runs no code and cannot)."""
     live = run.get("liveness") or {}
-    if not live.get("hang"):
+    if hang(run) is None:
         return None
     stacks = ""
     fh = Path(run_dir, "agent", "faulthandler.log")

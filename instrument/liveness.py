@@ -52,6 +52,7 @@ class LivenessProbe:
         self.last_answer = time.monotonic()
         self.unanswered_max_s = 0.0
         self.hang: str | None = None
+        self._hang_t = float("inf")
         self.state: str | None = None
         self._stop = threading.Event()
         self._ws: WSClient | None = None
@@ -75,7 +76,8 @@ class LivenessProbe:
         out: dict[str, Any] = {"unanswered_max_s": round(self.unanswered_max_s, 1), "hang_after_s": self.hang_s}
         if self.hang:
             out.update(hang=self.hang, since_s=round(self._since_s, 1), process_state=self.state,
-                       stopped=bool(self.state and self.state.startswith("T")))
+                       stopped=bool(self.state and self.state.startswith("T")),
+                       recovered=self.last_answer > self._hang_t)
         return out
 
     # -- probes -----------------------------------------------------------
@@ -144,6 +146,7 @@ class LivenessProbe:
                 log.flush()
                 if silent >= self.hang_s and self.hang is None:
                     self.state = process_state(self.pid)
+                    self._hang_t = now
                     self._since_s = time.time() - silent - self.t0
                     is_stopped = bool(self.state and self.state.startswith("T"))
                     if not is_stopped:

@@ -345,8 +345,10 @@ def cleanup(run: Run) -> None:
         if run.probe is not None:
             run.probe.stop()
             run.doc["liveness"] = run.probe.record()
-            if run.probe.hung and run.doc.get("status") == "running":
-                run.invalid(run.probe.hang)
+            from analysis.validity import hang
+
+            if (h := hang(run.doc)) is not None and run.doc.get("status") == "running":
+                run.invalid(h)
         if run.hurry and run.target_proc is not None and not _keeps_profiles(run):
             # seconds count now: the load generator and the target share one short grace
             stop_together([*(run.load.procs if run.load else []), run.target_proc], TARGET_GRACE_S["hurry"])

@@ -125,3 +125,18 @@ def test_run_json_is_validated_when_read(tmp_path):
         with pytest.raises(RunDirError) as e:
             read_run(rd)
         assert what in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_silence_after_the_load_that_recovered_is_slow_not_hung(tmp_path):
+    """Known answer from a real Auralis release run on a starved machine: the
+    openapi check made the target build its schema on the loop for 9 s, then
+    it answered again. That is a figure, not a hang; the same silence that
+    ended the load, or that never ended, is a hang."""
+    live = {"unanswered_max_s": 9.0, "hang": "target stopped answering: ... 9 s", "since_s": 111.0,
+            "process_state": "R (running)", "stopped": False, "recovered": True}
+    rd = run_dir(tmp_path, liveness=live)
+    findings, metrics = pipeline.analyse_run(rd)
+    assert causes_of(rd) == [] and not [f for f in findings if f.kind == "target_hang"]
+    assert metrics["liveness_unanswered_max_s"] == 9.0
+    assert invalid_causes({"liveness": live, "load_outcome": "target_hung"}, {}, []) == [live["hang"]]
+    assert invalid_causes({"liveness": {**live, "recovered": False}}, {}, []) == [live["hang"]]
