@@ -136,7 +136,8 @@ def _run_status_problem(rs: RunSet) -> str | None:
         if status in ("invalid", "interrupted", "failed"):
             why = r.run.get("invalid_reason") or ("interrupted before it finished" if status == "interrupted" else "no reason recorded")
             where = f" ({r.label})" if len(rs.runs) > 1 else ""
-            return f"run {status}{where}: {why}"
+            more = [c for c in r.invalid_causes if c != why]  # every cause, the run's own first
+            return f"run {status}{where}: " + "; ".join([why, *more])
         if r.invalid_causes:
             where = f" ({r.label})" if len(rs.runs) > 1 else ""
             return f"run invalid{where}: " + "; ".join(r.invalid_causes)
