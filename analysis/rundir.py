@@ -22,7 +22,11 @@ crash loses nothing and every later stage can be re-run on an old directory::
     metrics.json          flat {figure name: number} the gate reads
     report.md ...         renderings
 
-This module only reads; writers live with the stage that produces the data.
+run.json and metrics.json follow versioned JSON Schemas (analysis/schemas/):
+`read_run` validates run.json instead of guessing at its shape. Every JSON
+document of a run is written by `write_json` (atomic: a reader never sees half
+a file) through one encoder, `json_default`. Otherwise this module only reads;
+writers live with the stage that produces the data.
 """
 from __future__ import annotations
 
@@ -43,6 +47,70 @@ METRICS = "metrics.json"
 STREAMS = "streams"
 AGENT = "agent"
 LOAD = "load"
+
+
+RUNDIR_SCHEMA_VERSION = 1  # run.json "schema_version": the run directory's contract
+SCHEMAS = Path(__file__).with_name("schemas")
+
+
+class RunDirError(ValueError):
+    """A run directory file that does not match its schema; one line."""
+
+
+def json_default(o: Any) -> Any:
+    """The one JSON encoder of run-directory documents: numpy scalars and
+    arrays as plain numbers and lists, paths as strings, sets sorted; anything
+    else by its str() (a stray object must not cost a run its run.json)."""
+    if hasattr(o, "item") and getattr(o, "ndim", 0) == 0:
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=str)
+    return str(o)
+
+
+def dumps(obj: Any, *, indent: int | None = 1) -> str:
+    return json.dumps(obj, indent=indent, default=json_default)
+
+
+def write_json(path: Path, obj: Any, *, indent: int | None = 1) -> Path:
+    """Write atomically: a temporary file beside it, then a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dumps(obj, indent=indent), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def validate(doc: Any, schema: str, where: Path | str) -> None:
+    """Raise RunDirError naming the file, the first violation and where."""
+    import jsonschema
+
+    with open(SCHEMAS / f"{schema}.schema.json", encoding="utf-8") as fh:
+        spec = json.load(fh)
+    errors = sorted(jsonschema.Draft202012Validator(spec).iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        at = "/".join(str(p) for p in e.path) or "top level"
+        raise RunDirError(f"{where}: {e.message} (at {at}; schema analysis/schemas/{schema}.schema.json)")
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """run.json, validated. RunDirError when missing, unreadable or of
+    another shape (e.g. written by an earshot of another schema version)."""
+    path = Path(run_dir) / RUN_JSON
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} is not a run directory (no run.json)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{path}: unreadable ({e})") from None
+    if isinstance(doc, dict) and doc.get("schema_version") != RUNDIR_SCHEMA_VERSION:
+        raise RunDirError(f"{path}: schema_version {doc.get('schema_version')!r}, this earshot reads "
+                          f"{RUNDIR_SCHEMA_VERSION} (re-run the scenario)")
+    validate(doc, "run", path)
+    return doc
 
 
 def read_json(path: Path, default: Any = None) -> Any:

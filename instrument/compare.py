@@ -40,7 +40,8 @@ from scenarios import catalogue
 from . import repeat
 from .procs import stop_all
 from .targets import DEFAULT_STANDIN
-from .run import EXIT_FAIL, EXIT_INVALID, EXIT_PASS, RunError, build_parser as run_parser
+from .errors import EXIT_FAIL, EXIT_INVALID, EXIT_PASS, RunError
+from .run import build_parser as run_parser
 
 SIDES = ("a", "b")
 # a finding only B has at these severities is a regression; LOW is reported only

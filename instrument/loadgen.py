@@ -29,9 +29,12 @@ class LoadRun:
     started: float = 0.0
     duration_s: float = 0.0
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 2.0) -> None:
+        # Locust writes its CSV/HTML summaries on SIGTERM within a second or
+        # two; waiting longer only delays the report (the wrapper's own
+        # capture does not depend on it), so the group is then killed.
         for p in reversed(self.procs):
-            p.stop(grace_s=8.0)
+            p.stop(grace_s=grace_s)
 
 
 def write_config(run_dir: Path, *, base_url: str, scenario: Scenario, users: dict[str, int], options: dict[str, Any],

@@ -39,6 +39,11 @@ class OwnedProcess:
     def returncode(self) -> int | None:
         return self.proc.poll()
 
+    def send(self, sig: int) -> None:
+        """Signal the whole group without waiting."""
+        if self.alive():
+            _signal_group(self.pid, sig)
+
     def stop(self, grace_s: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
         """Ask the group to stop, then kill it. Returns the exit code."""
         if self.alive():
@@ -78,6 +83,18 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
     except PermissionError:
         pass
+
+
+def stop_together(procs: list["OwnedProcess"], grace_s: float) -> None:
+    """SIGTERM every group at once and share one grace, then stop each (a
+    SIGKILL for whatever is left): n processes cost one grace, not n."""
+    for p in procs:
+        p.send(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(p.alive() for p in procs):
+        time.sleep(0.05)
+    for p in procs:
+        p.stop(grace_s=0.0)
 
 
 def stop_all(grace_s: float = 5.0) -> None:

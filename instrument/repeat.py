@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -31,7 +30,9 @@ from typing import Any, Iterable
 from scenarios import catalogue
 
 from .procs import OwnedProcess
-from .run import EXIT_INVALID, PROJECT_ROOT, RunError, execute
+from .errors import EXIT_INVALID, RunError
+from .stages import execute
+from .targets import PROJECT_ROOT
 
 MAX_REPEAT = 50
 REPEAT_JSON = "repeat.json"
@@ -63,9 +64,13 @@ def check_baseline_target(path: str | None) -> None:
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
+    """A repeat's run.json, validated; {} for a repeat that never wrote one."""
+    from analysis.rundir import RunDirError
+    from analysis.rundir import read_run as read_validated
+
     try:
-        return json.loads((Path(run_dir) / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_validated(run_dir)
+    except RunDirError:
         return {}
 
 
@@ -236,9 +241,9 @@ def run_repeats(args: argparse.Namespace) -> int:
 
 
 def _save(top: Path, doc: dict[str, Any]) -> None:
-    tmp = top / (REPEAT_JSON + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str))
-    os.replace(tmp, top / REPEAT_JSON)
+    from analysis.rundir import write_json
+
+    write_json(top / REPEAT_JSON, doc)
 
 
 def _now() -> str:

@@ -2,37 +2,31 @@
 
 Launch the target under the agent, load test tracks through its own API,
 drive the scenario with Locust, stop everything, analyse, gate, report, and
-print the verdict last. Whatever happens (a target that dies, Ctrl-C, a
-loader that crashes) what was captured is analysed and reported, no child
-process survives, and the exit code says what happened:
-0 pass, 1 gate failed, 2 invalid run or bad input.
+print the verdict last. Whatever happens (a target that dies or hangs,
+Ctrl-C or SIGTERM, a loader that crashes, a full disk) what was captured is
+analysed and reported, no child process survives, and the exit code says
+what happened: 0 pass, 1 gate failed, 2 invalid run or bad input.
+
+This module is the command line (options in `build_parser`, dispatch in
+`main`); the run itself is the named stages of instrument.stages.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import signal
 import sys
-import time
-import traceback
 from pathlib import Path
-from typing import Any
 
 from scenarios import catalogue
 
-from . import loadgen
-from .procs import OwnedProcess, free_port, port_in_use, stop_all, wait_for_health
-from .cpu_threads import CPU_THREADS, ThreadCpuSampler
-from .sampler import ProcessSampler
-from .targets import DEFAULT_STANDIN, PROJECT_ROOT, TargetError, auralis_target, reference_target
+from .errors import EXIT_FAIL, EXIT_INVALID, EXIT_PASS, RunError, disk_full_message, is_disk_full
+from .procs import stop_all
+from .stages import Run, execute, finish, install_stop_signals, parse_opts
+from .targets import DEFAULT_STANDIN, PROJECT_ROOT
 
-EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
-
-
-class RunError(Exception):
-    """Bad input or a failed run; the message is the one-line error."""
+__all__ = ["EXIT_PASS", "EXIT_FAIL", "EXIT_INVALID", "RunError", "Run", "build_parser", "execute", "finish",
+           "main", "parse_opts"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", help="scenario name (see --list-scenarios)")
     p.add_argument("--list-scenarios", action="store_true", help="list scenarios and exit")
     p.add_argument("--list-injections", action="store_true", help="list the reference backend's injections")
+    p.add_argument("--list-metrics", action="store_true",
+                   help="list every metric a run can produce (name, unit, better, meaning) and exit")
     p.add_argument("--target", choices=["reference", "auralis"], default="reference")
     p.add_argument("--auralis-root", default=os.environ.get("AURALIS_ROOT"), help="an Auralis checkout")
     p.add_argument("--auralis-python", default=os.environ.get("AURALIS_PYTHON"),
@@ -87,282 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_opts(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for it in items:
-        if "=" not in it:
-            raise RunError(f"--scenario-opt needs KEY=VALUE, got '{it}'")
-        k, v = it.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
-
-
-class Run:
-    """State of one run, written to run.json as it changes."""
-
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        try:
-            self.scenario = catalogue.get(args.scenario)
-        except ValueError as e:
-            raise RunError(str(e)) from None
-        self.duration = float(args.duration if args.duration is not None else self.scenario.duration_s)
-        if self.duration <= 0:
-            raise RunError("--duration must be positive")
-        if args.track_seconds is not None and not 20 <= args.track_seconds <= 3600:
-            raise RunError("--track-seconds must be between 20 and 3600")
-        if not 10 <= args.stall_threshold_ms <= 10000:
-            raise RunError("--stall-threshold-ms must be between 10 and 10000")
-        self.users = catalogue.scale_users(self.scenario, args.users)
-        self.options = {**self.scenario.options, **parse_opts(args.scenario_opt)}
-        self.injections = self._injections(args.inject)
-        self.track_names, self.track_files = _track_selection(self.scenario, args)
-        if args.target == "auralis" and self.injections:
-            raise RunError("--inject applies to the reference backend only")
-        stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-        self.dir = Path(args.out) if args.out else PROJECT_ROOT / "runs" / f"{stamp}_{self.scenario.name}"
-        if self.dir.exists() and any(self.dir.iterdir()):
-            raise RunError(f"run directory {self.dir} exists and is not empty")
-        if args.port and port_in_use(args.port):
-            raise RunError(f"port {args.port} on 127.0.0.1 is in use")
-        standin = Path(args.auralis_dsp_standin).resolve() if args.auralis_dsp_standin else None
-        try:
-            self.target = (auralis_target(args.auralis_root, args.auralis_python, standin=standin)
-                           if args.target == "auralis" else reference_target(self.injections))
-        except TargetError as e:
-            raise RunError(str(e)) from None
-        self.standin = standin
-        self.doc: dict[str, Any] = {
-            "tool": "earshot", "version": _version(), "scenario": self.scenario.name,
-            "scenario_description": self.scenario.description, "started_at": _now(), "status": "running",
-            "options": {
-                "duration_s": self.duration, "users": self.users, "spawn_rate": args.spawn_rate or self.scenario.spawn_rate,
-                "scenario_options": self.options, "loop": args.loop, "ws_compression": args.ws_compression,
-                "stall_threshold_ms": args.stall_threshold_ms, "trace_memory": args.trace_memory,
-                "profile": args.profile, "locust_workers": args.locust_workers, "inject": sorted(self.injections),
-                "coverage": bool(getattr(args, "coverage", False)),
-                "tracks": self.track_names, "track_files": [Path(f).name for f in self.track_files],
-            },
-            "target": {"kind": self.target.name, **self.target.info}, "timings": {},
-        }
-
-    @staticmethod
-    def _injections(text: str) -> frozenset[str]:
-        if not text:
-            return frozenset()
-        from instrument.reference.injections import parse_injections
-
-        try:
-            return parse_injections(text)
-        except ValueError as e:
-            raise RunError(str(e)) from None
-
-    def save(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / "run.json.tmp"
-        tmp.write_text(json.dumps(self.doc, indent=1, default=str))
-        os.replace(tmp, self.dir / "run.json")
-
-    def mark(self, key: str, t0: float) -> None:
-        self.doc["timings"][key] = round(time.monotonic() - t0, 3)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("earshot")
-    except Exception:
-        return "0+unknown"
-
-
-def _invalid(run: Run, reason: str) -> None:
-    if run.doc.get("status") != "invalid":
-        run.doc["status"] = "invalid"
-        run.doc["invalid_reason"] = reason
-
-
-def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
-    """One run. `analyse=False` stops after capture (repeats analyse their
-    runs afterwards, in parallel, so analysis never overlaps a measurement)."""
-    run = Run(args)
-    run.save()
-    t_start = time.monotonic()
-    target_proc: OwnedProcess | None = None
-    sampler = None
-    cpu_sampler = None  # per-thread CPU, for host stalls: who took the CPU (instrument/cpu_threads.py)
-    load_samplers: list[ProcessSampler] = []
-    load: loadgen.LoadRun | None = None
-    console = sys.stderr
-    try:
-        print(f"run directory: {run.dir}", file=console)
-        # -- tracks -----------------------------------------------------------
-        from scenarios import tracks as tracks_mod
-
-        t0 = time.monotonic()
-        home = run.dir / "home"
-        tracks = tracks_mod.write_tracks(run.track_names, home, run.dir, seconds=args.track_seconds,
-                                         cache_dir=Path(os.environ.get("EARSHOT_TRACK_CACHE", PROJECT_ROOT / "runs" / ".track-cache")))
-        tracks += tracks_mod.import_track_files(run.track_files, home, run.dir, taken=set(run.track_names))
-        tracks_mod.save_manifest(tracks, run.dir)
-        run.mark("tracks_s", t0)
-        # -- target -----------------------------------------------------------
-        port = args.port or free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        monitor_port = free_port() if args.monitor else None
-        extra_path = [run.standin] if run.standin else []
-        extra_path += _target_tools(run.target.python, args)
-        env = run.target.process_env(run.dir, extra_path)
-        argv = run.target.agent_argv(port=port, run_dir=run.dir, loop=args.loop, stall_ms=args.stall_threshold_ms,
-                                     trace_memory=args.trace_memory, trace_frames=args.trace_frames,
-                                     profile=args.profile, monitor_port=monitor_port)
-        if getattr(args, "coverage", False):
-            argv += ["--coverage"]
-        run.doc["target"].update(port=port, base_url=base_url, argv=[_shorten(a) for a in argv])
-        run.save()
-        t0 = time.monotonic()
-        target_proc = OwnedProcess("target", argv, cwd=run.target.app_dir, env=env, log=run.dir / "target.log")
-        run.doc["target"]["pid"] = target_proc.pid
-        try:
-            waited = wait_for_health(f"{base_url}/api/health", target_proc, args.startup_timeout)
-        except RuntimeError as e:
-            tail = target_proc.log_tail(12)
-            _invalid(run, f"target failed to start: {e}")
-            raise RunError(f"target failed to start: {e}" + (f"\n--- target.log (tail) ---\n{tail}" if tail else "")) from None
-        run.doc["timings"]["startup_s"] = round(waited, 3)
-        # wall clock of the first health answer: loop stalls before it are startup, not serving
-        run.doc["timings"]["health_answered_at"] = time.time()
-        run.doc["target"].update(_agent_info(run.dir))
-        if monitor_port:
-            print(f"aiomonitor: attach with `python -m aiomonitor.cli -H 127.0.0.1 -p {monitor_port}`", file=console)
-        sampler = ProcessSampler(target_proc.pid, run.dir / "samples.jsonl").start()
-        cpu_sampler = ThreadCpuSampler(target_proc.pid, run.dir / CPU_THREADS).start()
-        # -- library ----------------------------------------------------------
-        t0 = time.monotonic()
-        try:
-            tracks_mod.scan_and_match(base_url, tracks, home / "Music" / tracks_mod.MUSIC_SUBDIR)
-        except tracks_mod.TrackError as e:
-            _invalid(run, str(e))
-            raise RunError(str(e)) from None
-        tracks_mod.save_manifest(tracks, run.dir)
-        run.mark("scan_s", t0)
-        run.save()
-        # -- load -------------------------------------------------------------
-        cfg = loadgen.write_config(run.dir, base_url=base_url, scenario=run.scenario, users=run.users,
-                                   options=run.options, tracks=tracks, duration_s=run.duration,
-                                   compression=args.ws_compression == "on", workers=args.locust_workers)
-        t0 = time.monotonic()
-        run.doc["load_window"] = [time.time(), None]
-        load = loadgen.start(run.dir, base_url=base_url, config_path=cfg, users=run.users,
-                             spawn_rate=args.spawn_rate or run.scenario.spawn_rate,
-                             duration_s=run.duration + _stream_allowance(run.options),
-                             workers=args.locust_workers, env=env_for_loadgen())
-        # every Locust process separately: one saturated worker invalidates its timings
-        # (master first, then workers named like their logs: loadgen_samples-worker-0.jsonl)
-        load_samplers = [ProcessSampler(p.pid, run.dir / "load" /
-                                        ("loadgen_samples.jsonl" if i == 0 else f"loadgen_samples-worker-{i - 1}.jsonl")
-                                        ).start()
-                         for i, p in enumerate(load.procs)]
-        cpu_sampler.set_load_generator([p.pid for p in load.procs])
-        from .progress import Progress
-
-        with Progress(run.dir, run.duration, quiet=args.quiet) as prog:
-            outcome = loadgen.wait(load, target_alive=target_proc.alive, tick=prog.tick,
-                                   timeout_s=run.duration + _stream_allowance(run.options) + 120)
-        run.mark("load_s", t0)
-        run.doc["load_window"][1] = time.time()
-        run.doc["load_outcome"] = outcome
-        if outcome == "target_died":
-            _invalid(run, f"target died mid-run (exit code {target_proc.returncode})")
-        elif outcome == "loadgen_failed":
-            tail = load.procs[0].log_tail(8)
-            _invalid(run, f"load generator failed (exit {load.procs[0].returncode}): {tail.splitlines()[-1:] or ''}")
-        elif outcome == "timeout":
-            _invalid(run, "load generator did not finish in time")
-        load.stop()
-        for s in load_samplers:
-            s.stop()
-        load_samplers = []
-        run.doc["ws_extensions"] = _negotiated_extensions(run.dir)
-        run.doc["stream_timeouts"] = _stream_timeouts(run.dir)
-        # -- post-load checks -------------------------------------------------
-        if target_proc.alive() and run.scenario.checks:
-            from . import checks
-
-            run.doc["checks"] = checks.run_checks(run.scenario.checks, base_url=base_url, run_dir=run.dir,
-                                                  tracks=tracks, compression=args.ws_compression == "on",
-                                                  home=home, target_kind=run.target.name)
-    except KeyboardInterrupt:
-        _invalid(run, "interrupted (Ctrl-C)")
-        print("\ninterrupted: stopping the target and reporting what was captured", file=console)
-    except RunError as e:
-        _invalid(run, str(e).splitlines()[0])
-        print(f"error: {e}", file=console)
-    except Exception as e:  # a bug of ours must still leave a report and no orphans
-        _invalid(run, f"internal error: {type(e).__name__}: {e}")
-        (run.dir / "wrapper-error.txt").write_text(traceback.format_exc())
-        print(f"error: internal error: {type(e).__name__}: {e} (traceback in {run.dir / 'wrapper-error.txt'})",
-              file=console)
-    finally:
-        # stop load first, then the target; give the agent a graceful shutdown
-        # so profiles and final snapshots are written
-        with _ignore_interrupts():
-            if load is not None:
-                load.stop()
-            for s in load_samplers:
-                s.stop()
-            if target_proc is not None:
-                was_alive = target_proc.alive()
-                # profiles and the last tracemalloc snapshot are written at shutdown
-                rc = target_proc.stop(grace_s=60.0 if (args.profile != "none" or args.trace_memory
-                                                       or getattr(args, "coverage", False)) else 15.0)
-                run.doc["target"]["exit_code"] = rc
-                if not was_alive and run.doc.get("status") == "running":
-                    _invalid(run, f"target died mid-run (exit code {rc})")
-            if sampler:
-                sampler.stop()
-            if cpu_sampler:
-                cpu_sampler.stop()
-            stop_all()
-            cost = _agent_cost(run.dir)
-            if cost:
-                run.doc["instrumentation"] = cost
-    if run.doc["status"] == "running":
-        run.doc["status"] = "ok"
-    run.doc["ended_at"] = _now()
-    run.doc["timings"]["run_s"] = round(time.monotonic() - t_start, 3)
-    run.save()
-    if not analyse:
-        return EXIT_PASS if run.doc["status"] == "ok" else EXIT_INVALID
-    return finish(run.dir, gate_file=args.gate, baseline=args.baseline, no_gate=args.no_gate,
-                  audit_dir=args.audit_dir, target_root=Path(run.target.info["root"]) if run.target.info.get("root") else None)
-
-
-def finish(run_dir: Path, *, gate_file: str | None = None, baseline: str | None = None, no_gate: bool = False,
-           audit_dir: str | None = None, target_root: Path | None = None) -> int:
-    """Analyse, gate and report a run directory; print the summary with the
-    verdict last. Shared by a live run and by re-running on an old directory."""
-    from analysis.pipeline import analyse_run
-
-    doc = json.loads((run_dir / "run.json").read_text())
-    t0 = time.monotonic()
-    findings, metrics = analyse_run(run_dir)
-    doc.setdefault("timings", {})["analysis_s"] = round(time.monotonic() - t0, 3)
-    verdict, code, reason, gate_lines = _gate(run_dir, doc, findings, gate_file, baseline, no_gate, target_root)
-    doc.update(verdict=verdict, exit_code=code, verdict_reason=reason)
-    (run_dir / "run.json").write_text(json.dumps(doc, indent=1, default=str))
-    paths = _render(run_dir, audit_dir)
-    _print_summary(run_dir, doc, findings, metrics, verdict, reason, gate_lines, paths)
-    return code
-
-
 def compare_compression(args: argparse.Namespace) -> int:
     """The same scenario with permessage-deflate on, then off, side by side."""
     from reports.side_by_side import render
@@ -380,198 +100,14 @@ def compare_compression(args: argparse.Namespace) -> int:
     return max(codes)
 
 
-def _gate(run_dir, doc, findings, gate_file, baseline, no_gate, target_root):
-    from analysis.model import count_by_severity
-
-    counts = count_by_severity(f for f in findings if f.counts_against_gate)
-    if not no_gate:
-        try:
-            from reports import gate
-        except ImportError:
-            gate = None
-        if gate is not None and hasattr(gate, "evaluate"):
-            try:
-                res = gate.evaluate(run_dir, gate_file=Path(gate_file) if gate_file else None,
-                                    baseline=Path(baseline) if baseline else None, target_root=target_root)
-                return res.verdict, res.exit_code, res.reason, res.lines()[:-1]
-            except Exception as e:  # a broken rules file is bad input: say so, exit 2
-                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-                return "INVALID", EXIT_INVALID, f"gate: {msg}", []
-    if doc.get("status") != "ok":
-        return "INVALID", EXIT_INVALID, doc.get("invalid_reason", "run did not complete"), []
-    if counts["CRITICAL"] or counts["HIGH"]:
-        return "FAIL", EXIT_FAIL, f"{counts['CRITICAL']} CRITICAL and {counts['HIGH']} HIGH findings", []
-    return "PASS", EXIT_PASS, "no CRITICAL or HIGH findings", []
-
-
-def _render(run_dir: Path, audit_dir: str | None) -> list[Path]:
-    try:
-        import reports
-
-        if hasattr(reports, "render_all"):
-            return list(reports.render_all(run_dir, audit_dir=Path(audit_dir) if audit_dir else None))
-    except Exception as e:
-        (run_dir / "report-error.txt").write_text(traceback.format_exc())
-        print(f"warning: report rendering failed: {type(e).__name__}: {e}", file=sys.stderr)
-    from reports.minimal import write_minimal_report
-
-    return [write_minimal_report(run_dir)]
-
-
-def _print_summary(run_dir, doc, findings, metrics, verdict, reason, gate_lines, paths) -> None:
-    from analysis.model import count_by_severity
-
-    counts = count_by_severity(f for f in findings if f.counts_against_gate)
-    out = sys.stdout
-    print("", file=out)
-    print(f"scenario {doc.get('scenario')} on {doc.get('target', {}).get('kind')}"
-          + (f" (inject: {','.join(doc['options']['inject'])})" if doc.get("options", {}).get("inject") else "")
-          + f" - {doc.get('timings', {}).get('run_s', 0):.0f} s", file=out)
-    figs = [("streams", metrics.get("streams_total")), ("TTFA p50", _ms(metrics.get("ttfa_p50_ms"))),
-            ("TTFA p95", _ms(metrics.get("ttfa_p95_ms"))), ("underruns", metrics.get("underruns")),
-            ("stalls", metrics.get("loop_stall_count")), ("max stall", _ms(metrics.get("loop_stall_max_ms"))),
-            ("RSS peak", f"{metrics['rss_peak_mb']:.0f} MB" if metrics.get("rss_peak_mb") else None)]
-    print("  " + ", ".join(f"{k} {v}" for k, v in figs if v is not None), file=out)
-    print("  findings: " + ", ".join(f"{counts[s]} {s}" for s in counts), file=out)
-    for f in findings[:12]:
-        env = " (environment, not gated)" if not f.counts_against_gate else ""
-        print(f"    {f.id} {f.severity:<8} {f.title} [{f.location.render()}]{env}", file=out)
-    if len(findings) > 12:
-        print(f"    ... {len(findings) - 12} more in the report", file=out)
-    for line in gate_lines:
-        print(f"  {line}", file=out)
-    for p in paths:
-        print(f"  report: {p}", file=out)
-    print(f"VERDICT: {verdict} - {reason}", file=out, flush=True)
-
-
-def _ms(v: Any) -> str | None:
-    return None if v is None else f"{float(v):.0f} ms"
-
-
-def _shorten(a: str) -> str:
-    home = os.path.expanduser("~")
-    return a.replace(home, "~") if home and home != "/" else a
-
-
-def _agent_info(run_dir: Path) -> dict[str, Any]:
-    """Loop implementation and DSP module state as the agent saw them."""
-    path = run_dir / "agent" / "agent.json"
-    for _ in range(20):  # the agent writes it as the app starts
-        if path.exists():
-            break
-        time.sleep(0.1)
-    try:
-        a = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    info: dict[str, Any] = {"loop_impl": a.get("loop") or a.get("loop_implementation"), "agent_pid": a.get("pid")}
-    mods = a.get("report_modules") or a.get("modules") or {}
-    dsp = mods.get("auralis_dsp") if isinstance(mods, dict) else None
-    if dsp is not None:
-        f = str(dsp.get("file") or "")
-        state = "absent" if not dsp.get("present") else ("stand-in" if "shared/lab" in f or f.endswith("lab/auralis_dsp.py") else "native")
-        info["dsp_state"] = state
-    return info
-
-
-def _agent_cost(run_dir: Path) -> dict[str, Any] | None:
-    """The agent's own threads' CPU time against the target process's, as the
-    agent measured it (agent/cost.json)."""
-    try:
-        c = json.loads((run_dir / "agent" / "cost.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return {k: c.get(k) for k in ("agent_cpu_s", "process_cpu_s", "agent_cpu_pct", "threads", "not_counted")}
-
-
-def _negotiated_extensions(run_dir: Path) -> dict[str, int]:
-    """WebSocket extensions the server accepted, per connection (counted)."""
-    from collections import Counter
-
-    from analysis.rundir import iter_jsonl
-
-    seen: Counter[str] = Counter()
-    for p in (run_dir / "load" / "connections").glob("*.jsonl"):
-        for e in iter_jsonl(p):
-            if e.get("kind") == "connected":
-                seen["; ".join(e.get("extensions") or []) or "none"] += 1
-                break
-    return dict(seen)
-
-
-def _track_selection(scenario: catalogue.Scenario, args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """(test track names, user files), checked before anything starts: an
-    unknown name or a file soundfile cannot decode is bad input."""
-    from scenarios import tracks as tracks_mod
-
-    if args.tracks is not None:
-        names = [n.strip() for n in args.tracks.split(",") if n.strip()]
-    else:
-        names = [] if args.track_file else list(scenario.tracks)
-    if not names and not args.track_file:
-        raise RunError("--tracks names no track")
-    try:
-        tracks_mod.check_names(names)
-        for f in args.track_file:
-            tracks_mod.probe_track_file(f)
-    except tracks_mod.TrackError as e:
-        raise RunError(str(e)) from None
-    return list(dict.fromkeys(names)), list(args.track_file)
-
-
-def _stream_allowance(options: dict[str, Any]) -> float:
-    """A scenario that plays each stream to its end may run past its duration
-    by up to one per-stream timeout (it ends as soon as its streams do)."""
-    return float(options.get("stream_timeout_s", 300)) if options.get("play_to_end") else 0.0
-
-
-def _stream_timeouts(run_dir: Path) -> list[dict[str, Any]]:
-    """Streams whose per-stream timeout fired during the load (load/events.jsonl)."""
-    from analysis.rundir import iter_jsonl
-
-    return [{k: e.get(k) for k in ("user", "stream", "timeout_s")}
-            for e in iter_jsonl(run_dir / "load" / "events.jsonl") if e.get("kind") == "stream_timeout"]
-
-
-def _target_tools(python: str, args: argparse.Namespace) -> list[Path]:
-    """Profilers and the console the target's own interpreter may lack."""
-    wanted = ([args.profile] if args.profile != "none" else []) + (["aiomonitor"] if args.monitor else [])
-    wanted += ["coverage"] if getattr(args, "coverage", False) else []
-    if not wanted:
-        return []
-    from .target_site import TargetSiteError, ensure
-
-    try:
-        site = ensure(python, wanted)
-    except TargetSiteError as e:
-        raise RunError(str(e)) from None
-    return [site] if site else []
-
-
-def env_for_loadgen() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_TOKEN", "GH_TOKEN"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class _ignore_interrupts:
-    """Cleanup must finish even if the user presses Ctrl-C again."""
-
-    def __enter__(self):
-        self.old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.old)
-        return False
-
-
 def _finish_existing(args: argparse.Namespace) -> int:
+    from analysis.rundir import RunDirError, read_run
+
     run_dir = Path(args.finish)
     try:
-        doc = json.loads((run_dir / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        print(f"error: {run_dir} is not a run directory (no readable run.json)", file=sys.stderr)
+        doc = read_run(run_dir)
+    except RunDirError as e:
+        print(f"error: {e}", file=sys.stderr)
         return EXIT_INVALID
     root = (doc.get("target") or {}).get("root")
     return finish(run_dir, gate_file=args.gate, baseline=args.baseline, no_gate=args.no_gate,
@@ -591,13 +127,20 @@ def main(argv: list[str] | None = None) -> int:
         for k in INJECTIONS:
             print(f"{k:<22} {describe(k)}")
         return 0
+    if args.list_metrics:
+        from analysis.metrics_catalogue import render
+
+        try:
+            print(render(), flush=True)
+        except BrokenPipeError:  # `--list-metrics | head` is a normal use
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if args.finish:
         return _finish_existing(args)
     if not args.scenario:
         print("error: --scenario is required (see --list-scenarios)", file=sys.stderr)
         return EXIT_INVALID
-    # SIGTERM (a CI runner cancelling us) is handled like Ctrl-C
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    install_stop_signals()
     try:
         if args.repeat != 1 or args.save_baseline:
             from . import repeat  # repeats, and saving a baseline, live there
@@ -609,9 +152,29 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INVALID
+    except KeyboardInterrupt as e:  # before or between runs: nothing of a run to report
+        print(f"interrupted by {str(e) or 'Ctrl-C (SIGINT)'}", file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        print(f"error: {disk_full_message(e)}", file=sys.stderr)
+        return EXIT_INVALID
     finally:
         stop_all()
 
 
+def _exit_now(code: int) -> None:
+    """Leave without the interpreter's teardown of scipy and matplotlib
+    (seconds on a busy machine, after the report is already out). Safe here:
+    every child is stopped and every file of the run closed by then."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a closed pipe (`| head`) must not turn the exit code into a traceback
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -88,6 +89,28 @@ def reference_target(injections: frozenset[str]) -> Target:
     )
 
 
+MIN_AURALIS_PYTHON = (3, 11)
+
+
+def _check_python_version(py: str, shown: str) -> None:
+    """The interpreter must say it is a Python >= 3.11: `/bin/true` exits 0
+    and prints nothing, and must not pass for one."""
+    try:
+        out = subprocess.run([py, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise TargetError(f"cannot run Auralis Python {shown}: {e}") from None
+    m = re.fullmatch(r"\((\d+), (\d+)\)", out.stdout.strip())
+    if out.returncode != 0 or not m:
+        said = (out.stdout.strip() or out.stderr.strip() or "nothing").splitlines()[0][:80]
+        raise TargetError(f"Auralis Python {shown} is not a Python interpreter (asked for its version, "
+                          f"it said {said!r}, exit {out.returncode})")
+    got = (int(m.group(1)), int(m.group(2)))
+    if got < MIN_AURALIS_PYTHON:
+        raise TargetError(f"Auralis Python {shown} is Python {got[0]}.{got[1]}; Auralis needs "
+                          f"{MIN_AURALIS_PYTHON[0]}.{MIN_AURALIS_PYTHON[1]} or later")
+
+
 def auralis_target(root: str | None, python: str | None, *, standin: Path | None = None) -> Target:
     if not root:
         raise TargetError("--target auralis needs --auralis-root PATH (or AURALIS_ROOT)")
@@ -102,6 +125,7 @@ def auralis_target(root: str | None, python: str | None, *, standin: Path | None
     py = Path(python).expanduser()
     if not py.exists() or not os.access(py, os.X_OK):
         raise TargetError(f"Auralis Python {python} is not an executable")
+    _check_python_version(str(py), python)
     check = (
         "import importlib.util,sys\n"
         f"mods={AURALIS_REQUIRED_MODULES!r}\n"

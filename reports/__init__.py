@@ -26,7 +26,7 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def render_all(run_dir: Path, *, audit_dir: Path | None = None) -> list[Path]:
+def render_all(run_dir: Path, *, audit_dir: Path | None = None, plots: bool = True) -> list[Path]:
     """Render every format for one run directory and return the paths written.
 
     report.md, report.html, audit/AUDIT_BACKEND_<date>.md (and a copy in
@@ -37,7 +37,7 @@ def render_all(run_dir: Path, *, audit_dir: Path | None = None) -> list[Path]:
     rd = ctx.run_dir
     paths = [
         _write(rd / "report.md", render_report_md(ctx)),
-        _write(rd / "report.html", render_html(ctx)),
+        _write(rd / "report.html", render_html(ctx, plots=plots)),
     ]
     paths.extend(write_audit(ctx, audit_dir))
     paths.append(_write(rd / "results.sarif", render_sarif(ctx)))

@@ -12,7 +12,7 @@ from analysis.model import Finding
 
 from .context import RunContext, regression_text, rule_outcome
 from .instrumentation import instrumentation_line
-from .plots import artifact_image, run_plots
+from .plots import Plot, artifact_image, run_plots
 from .redact import redact
 from .text import fmt_number
 
@@ -55,7 +55,9 @@ def _finding_view(ctx: RunContext, f: Finding) -> dict[str, Any]:
     }
 
 
-def render_html(ctx: RunContext) -> str:
+def render_html(ctx: RunContext, *, plots: bool = True) -> str:
+    """`plots=False` leaves out the run plots (seconds of matplotlib): a run
+    stopped by a signal must have its report out at once."""
     v = ctx.verdict()
     views = {f.fingerprint + f.id: _finding_view(ctx, f) for f in ctx.findings}
     groups = [(sev, [views[f.fingerprint + f.id] for f in fs]) for sev, fs in ctx.by_severity().items() if fs]
@@ -74,7 +76,9 @@ def render_html(ctx: RunContext) -> str:
             }
         )
     regressions = [redact(regression_text(x)) for x in (ctx.gate or {}).get("regressions") or []]
-    for p in (plots := run_plots(ctx)):
+    plots = run_plots(ctx) if plots else [
+        Plot("plots left out", note="the run was stopped; `python -m instrument.run --finish RUN_DIR` draws them")]
+    for p in plots:
         p.title, p.note, p.caption = redact(p.title), redact(p.note), redact(p.caption)
     return _env.get_template("report.html.j2").render(
         name=redact(ctx.name),

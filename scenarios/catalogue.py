@@ -123,3 +123,24 @@ def scale_users(s: Scenario, users: int | None) -> dict[str, int]:
     total = s.total_users()
     out = {k: max(1, round(v * users / total)) for k, v in s.users.items()}
     return out
+
+
+# Seconds a user needs from its start to a first stream worth analysing:
+# connect, play, the first chunk (time to first audio is well under 1 s on a
+# healthy backend) and a couple of seconds of audio after it.
+FIRST_STREAM_S = 3.0
+
+
+def placement_problem(s: Scenario, users: dict[str, int], duration_s: float, spawn_rate: float) -> str | None:
+    """Why this many users cannot all start and stream within the duration,
+    or None. Users start at `spawn_rate` per second; the last one started
+    still needs FIRST_STREAM_S before the load ends."""
+    if duration_s < FIRST_STREAM_S:
+        return (f"--duration {duration_s:g} s is too short for the scenario's first stream "
+                f"(at least {FIRST_STREAM_S:g} s)")
+    total = sum(users.values())
+    most = 1 + int(spawn_rate * (duration_s - FIRST_STREAM_S))
+    if total > most:
+        return (f"--users {total}: at {spawn_rate:g} users/s only {most} can start and still stream within "
+                f"--duration {duration_s:g} s (raise --duration or --spawn-rate)")
+    return None

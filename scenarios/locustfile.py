@@ -77,12 +77,16 @@ def _on_request(request_type, name, response_time, response_length, exception=No
                          "ok": exception is None, "error": str(exception) if exception else None})
 
 
+_USERS_MAX = [0]
+
+
 def _progress_writer() -> None:
     path = RUN_DIR / "load" / f"progress-{os.getpid()}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         env = _ENV.get("env")
         users = env.runner.user_count if env is not None and env.runner is not None else 0
+        _USERS_MAX[0] = max(_USERS_MAX[0], users)  # the wrapper checks every requested user started
         expected = sum(int(c) for c in (CONFIG.get("users") or {}).values())
         if expected and len(_DONE) >= expected and env is not None and env.runner is not None \
                 and not CONFIG.get("locust_workers"):
@@ -90,7 +94,7 @@ def _progress_writer() -> None:
             env.runner.quit()  # a finite scenario has nothing left to do
             return
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"t": time.time(), "users": users, **STATS}))
+        tmp.write_text(json.dumps({"t": time.time(), "users": users, "users_max": _USERS_MAX[0], **STATS}))
         os.replace(tmp, path)
         gevent.sleep(1.0)
 

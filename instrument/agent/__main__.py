@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
     fh_log = open(out / "faulthandler.log", "w")
     faulthandler.enable(file=fh_log, all_threads=True)
+    # the wrapper's liveness probe asks for every thread's stack when the target
+    # stops answering: a C-level handler, so it works while the loop is blocked
+    faulthandler.register(signal.SIGUSR1, file=fh_log, all_threads=True, chain=False)
     log = EventLog(out)
     meter = CostMeter(out)
     watchdog = LoopWatchdog(log, threshold_s=a.stall_threshold_ms / 1000.0, code_roots=roots,

@@ -14,7 +14,6 @@ Precedence: a run that cannot be trusted is INVALID before it can FAIL
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,10 +133,14 @@ def _judge(rule: Rule, kind: str, figures: dict[str, float]) -> dict[str, Any]:
 def _run_status_problem(rs: RunSet) -> str | None:
     for r in rs.runs:
         status = r.run.get("status")
-        if status in ("invalid", "interrupted"):
+        if status in ("invalid", "interrupted", "failed"):
             why = r.run.get("invalid_reason") or ("interrupted before it finished" if status == "interrupted" else "no reason recorded")
             where = f" ({r.label})" if len(rs.runs) > 1 else ""
-            return f"run {status}{where}: {why}"
+            more = [c for c in r.invalid_causes if c != why]  # every cause, the run's own first
+            return f"run {status}{where}: " + "; ".join([why, *more])
+        if r.invalid_causes:
+            where = f" ({r.label})" if len(rs.runs) > 1 else ""
+            return f"run invalid{where}: " + "; ".join(r.invalid_causes)
         if not r.has_metrics and not r.has_findings:
             return f"nothing measured in {r.label}: no metrics.json or findings.json"
     return None
@@ -239,14 +242,8 @@ def _display_source(source: str) -> str:
 
 def _finish(result: GateResult, run_dir: Path, write: bool) -> GateResult:
     if write:
-        path = run_dir / GATE_JSON
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default), encoding="utf-8")
-        tmp.replace(path)
+        from analysis.rundir import write_json
+
+        write_json(run_dir / GATE_JSON, result.to_dict(), indent=2)
     return result
 
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

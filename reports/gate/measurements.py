@@ -38,6 +38,7 @@ class Measurement:
     run: dict[str, Any] = field(default_factory=dict)
     has_metrics: bool = False
     has_findings: bool = False
+    invalid_causes: list[str] = field(default_factory=list)  # analysis.validity: why not to judge it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,7 +82,9 @@ def read_measurement(run_dir: Path, label: str | None = None) -> Measurement:
     if isinstance(metrics, dict):
         m.has_metrics = True
         for k, v in metrics.items():
-            if k == "samples" and isinstance(v, dict):
+            if k == "invalid_causes" and isinstance(v, list):
+                m.invalid_causes = [str(x) for x in v]
+            elif k == "samples" and isinstance(v, dict):
                 for name, values in v.items():
                     if isinstance(values, list):
                         m.samples[name] = [float(x) for x in values if _is_number(x)]
@@ -180,7 +183,9 @@ def load_runset(path: Path) -> RunSet:
             raise MeasurementError(f"{path}: not an earshot baseline file (save one with `python -m reports.gate save-baseline`)")
         if doc.get("version") != BASELINE_VERSION:
             raise MeasurementError(f"{path}: baseline version {doc.get('version')!r}, expected {BASELINE_VERSION}")
-        return RunSet(source=str(doc.get("source", path.name)), runs=[Measurement.from_dict(d) for d in doc.get("runs", [])])
+        rs = RunSet(source=str(doc.get("source", path.name)), runs=[Measurement.from_dict(d) for d in doc.get("runs", [])])
+        _check_baseline_names(path, rs)
+        return rs
     if not path.is_dir():
         raise MeasurementError(f"{path}: no such run directory or baseline file")
     repeats = repeat_dirs(path)
@@ -189,6 +194,17 @@ def load_runset(path: Path) -> RunSet:
     if not (path / METRICS).is_file() and not (path / FINDINGS).is_file():
         raise MeasurementError(f"{path}: neither metrics.json, findings.json nor repeat-*/ run directories")
     return RunSet(source=path.name, runs=[read_measurement(path)])
+
+
+def _check_baseline_names(path: Path, rs: RunSet) -> None:
+    """A baseline naming a metric the catalogue does not know was written by
+    something else or edited by hand: comparing against it would silently
+    compare nothing."""
+    from analysis.metrics_catalogue import is_known, unknown_message
+
+    for name in sorted(rs.figure_names()) + sorted(f"samples.{n}" for n in rs.sample_names()):
+        if not is_known(name):
+            raise MeasurementError(f"{path}: {unknown_message(name)}")
 
 
 def combined_figures(rs: RunSet) -> dict[str, float]:

@@ -248,9 +248,13 @@ def _expr_line(text: str, expr: Any, after: int | None) -> int | None:
     return after
 
 
-def load_gate_text(text: str, source: str, *, section: tuple[str, ...] = ()) -> GateConfig:
+def load_gate_text(text: str, source: str, *, section: tuple[str, ...] = (),
+                   check_metrics: bool = True) -> GateConfig:
     """Parse gate TOML. `section` selects a nested table (("tool", "earshot",
-    "gate") for a target's pyproject.toml). Errors name `source` and the line."""
+    "gate") for a target's pyproject.toml). Errors name `source` and the line.
+    With `check_metrics` (the default) a rule or figure policy naming a metric
+    the catalogue does not declare is an error naming the closest known ones:
+    a typo must not quietly turn a rule into "not measured"."""
 
     def fail(line: int | None, msg: str) -> GateFileError:
         where = f"{source}:{line}" if line else source
@@ -345,7 +349,23 @@ def load_gate_text(text: str, source: str, *, section: tuple[str, ...] = ()) -> 
         if pol.get("better", "lower") not in BETTER:
             raise fail(_key_line(text, "better", fig_line), f"{prefix}figures.{name}: better must be lower|higher|none")
         cfg.figures[name] = FigurePolicy(**pol)
+    if check_metrics:
+        _check_metric_names(cfg, text, prefix, fail)
     return cfg
+
+
+def _check_metric_names(cfg: GateConfig, text: str, prefix: str, fail) -> None:
+    from analysis.metrics_catalogue import is_known, unknown_message
+
+    for table, rules in (("rule", cfg.rules), ("check", cfg.checks)):
+        for i, r in enumerate(rules):
+            for name in r.figures:
+                if not is_known(name):
+                    raise fail(r.line, f"{table} #{i + 1}: {unknown_message(name)}")
+    for name in cfg.figures:
+        # globs (`*_ms`) are policies over whatever matches; exact names must exist
+        if not any(ch in name for ch in "*?[") and not is_known(name):
+            raise fail(_header_line(text, f"{prefix}figures.{name}"), f"{prefix}figures.{name}: {unknown_message(name)}")
 
 
 def _validate_compare(c: CompareSettings) -> None:

@@ -77,3 +77,75 @@ def test_out_of_range_numbers(tmp_path, bad):
     code, _, err = cli("--scenario", "smoke", *bad, "--out", str(tmp_path / "r"))
     assert code == 2
     one_line_error(err)
+
+
+# ---- issue 17: every bad input is refused before anything launches
+
+
+def _nothing_launched(out: Path) -> None:
+    assert not (out / "target.log").exists() and not (out / "load").exists()
+
+
+def test_out_is_a_file(tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    code, _, err = cli("--scenario", "smoke", "--out", str(f))
+    assert code == 2
+    assert f"--out {f} is a file" in one_line_error(err)
+    assert f.read_text() == "x"
+
+
+def test_out_cannot_be_created(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, _, err = cli("--scenario", "smoke", "--out", str(f / "run"))
+    assert code == 2
+    assert "cannot be created" in one_line_error(err)
+
+
+@pytest.mark.parametrize("users,duration,what", [
+    ("0", "20", "--users must be at least 1, not 0"),
+    ("-3", "20", "--users must be at least 1"),
+    ("100000", "20", "--users 100000: at 10 users/s only 171 can start"),
+    ("2", "1", "--duration 1 s is too short for the scenario's first stream"),
+])
+def test_users_and_duration_the_scenario_cannot_place(tmp_path, users, duration, what):
+    out = tmp_path / "r"
+    code, _, err = cli("--scenario", "smoke", "--users", users, "--duration", duration, "--out", str(out))
+    assert code == 2
+    assert what in one_line_error(err)
+    _nothing_launched(out)
+
+
+def test_auralis_python_that_is_not_python(tmp_path):
+    root = tmp_path / "Auralis"
+    (root / "auralis-web" / "backend").mkdir(parents=True)
+    (root / "auralis-web" / "backend" / "main.py").write_text("app = None\n")
+    out = tmp_path / "r"
+    code, _, err = cli("--scenario", "smoke", "--target", "auralis", "--auralis-root", str(root),
+                       "--auralis-python", "/bin/true", "--out", str(out))
+    assert code == 2
+    assert "Auralis Python /bin/true is not a Python interpreter" in one_line_error(err)
+    _nothing_launched(out)
+
+
+def test_auralis_python_too_old(tmp_path):
+    root = tmp_path / "Auralis"
+    (root / "auralis-web" / "backend").mkdir(parents=True)
+    (root / "auralis-web" / "backend" / "main.py").write_text("app = None\n")
+    old = tmp_path / "python3.9"
+    old.write_text("#!/bin/sh\necho '(3, 9)'\n")
+    old.chmod(0o755)
+    code, _, err = cli("--scenario", "smoke", "--target", "auralis", "--auralis-root", str(root),
+                       "--auralis-python", str(old), "--out", str(tmp_path / "r"))
+    assert code == 2
+    assert "is Python 3.9; Auralis needs 3.11 or later" in one_line_error(err)
+
+
+def test_list_metrics_prints_the_catalogue():
+    code, out, _ = cli("--list-metrics")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["metric", "unit", "better"]
+    assert any(line.split()[:3] == ["ttfa_p95_ms", "ms", "lower"] for line in lines)
+    assert any(line.startswith("audio_streams_analysed_* ") for line in lines)

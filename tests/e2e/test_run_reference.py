@@ -116,7 +116,93 @@ def test_ctrl_c_reports_what_was_captured(tmp_path):
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=120)
     assert p.returncode == 2, stdout + stderr
-    assert "interrupted" in run_json(out)["invalid_reason"]
+    run = run_json(out)
+    assert run["invalid_reason"] == "interrupted by Ctrl-C (SIGINT)"
+    assert run["stages"]["load"]["status"] == "interrupted" and "checks" not in run["stages"]
     assert (out / "report.md").exists()
     assert stdout.strip().splitlines()[-1].startswith("VERDICT: INVALID")
+    assert leftovers(out) == []
+
+
+def test_target_stopped_mid_run_is_invalid_naming_the_hang(tmp_path):
+    """SIGSTOP the target during the load: the liveness probe notices it no
+    longer answers, the load ends early (a bounded wait, not the scenario's
+    duration), and the run is INVALID (exit 2) with a hang finding that says
+    the agent could not dump stacks from a stopped process."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from .helpers import ROOT
+
+    out = tmp_path / "r"
+    duration = 40
+    p = subprocess.Popen([sys.executable, "-m", "instrument.run", "--quiet", "--track-seconds", "40", "--scenario",
+                          "slow-client", "--duration", str(duration), "--out", str(out)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        time.sleep(0.2)
+        if (out / "streams").exists() and any((out / "streams").iterdir()):
+            break
+    time.sleep(2)
+    pid = run_json(out)["target"]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        stdout, stderr = p.communicate(timeout=240)
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)  # only matters if the run failed to kill it
+        except ProcessLookupError:
+            pass
+    assert p.returncode == 2, stdout + stderr
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("VERDICT: INVALID") and "target stopped answering" in last, last
+    run = run_json(out)
+    assert run["load_outcome"] == "target_hung"
+    assert run["liveness"]["stopped"] is True and run["liveness"]["process_state"].startswith("T")
+    assert run["timings"]["load_s"] < duration, "the load ran to its end although the target was frozen"
+    [hang] = [f for f in findings_of(out) if f.kind == "target_hang"]
+    assert hang.severity == "CRITICAL"
+    assert any("could not dump" in e for e in hang.evidence)
+    assert (out / "report.md").exists()
+    assert leftovers(out) == []
+
+
+BLOCKS_LOOP_LATER = '''
+import time
+from instrument.reference.app import app as inner
+
+_first_ws = None
+
+
+def hang_here_forever():
+    time.sleep(600)  # on the event loop: nothing answers any more
+
+
+async def app(scope, receive, send):
+    global _first_ws
+    if scope["type"] == "websocket" and _first_ws is None:
+        _first_ws = time.monotonic()
+    if scope["type"] == "http" and _first_ws is not None and time.monotonic() - _first_ws > 5:
+        hang_here_forever()
+    await inner(scope, receive, send)
+'''
+
+
+def test_target_whose_loop_hangs_gives_its_last_stacks(tmp_path):
+    """A loop blocked for good 5 s into the load: INVALID naming the hang, and
+    the hang finding quotes the stacks the agent dumped on request (the
+    process still runs, unlike a SIGSTOPped one), naming the blocking function."""
+    root = fake_auralis(tmp_path / "Auralis", BLOCKS_LOOP_LATER)
+    out = tmp_path / "r"
+    r = run_cli("--scenario", "smoke", "--duration", "30", "--target", "auralis", "--auralis-root", str(root),
+                "--auralis-python", sys.executable, "--out", str(out))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "target stopped answering" in verdict_line(r) and "SIGSTOP" not in verdict_line(r)
+    run = run_json(out)
+    assert run["load_outcome"] == "target_hung" and run["liveness"]["stopped"] is False
+    [hang] = [f for f in findings_of(out) if f.kind == "target_hang"]
+    stacks = "\n".join(hang.evidence)
+    assert "hang_here_forever" in stacks and "main.py" in stacks, stacks
     assert leftovers(out) == []

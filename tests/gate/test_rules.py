@@ -53,7 +53,8 @@ def test_default_gate_parses_and_every_rule_names_figures():
 
 
 def test_expressions_evaluate_chains_arithmetic_and_missing_figures():
-    cfg = load_gate_text('[[rule]]\nexpr = "0.5 <= x / y <= 2"\n[[rule]]\nexpr = "findings.HIGH == 0"\n', "g")
+    cfg = load_gate_text('[[rule]]\nexpr = "0.5 <= x / y <= 2"\n[[rule]]\nexpr = "findings.HIGH == 0"\n', "g",
+                         check_metrics=False)  # x and y are placeholders, not catalogue metrics
     chain, high = cfg.rules
     assert chain.evaluate({"x": 3, "y": 2}) == (True, 1.5)
     assert chain.evaluate({"x": 5, "y": 2})[0] is False
@@ -119,3 +120,37 @@ def test_unknown_key_in_target_pyproject_gate_names_its_line(tmp_path):
     with pytest.raises(GateFileError) as e:
         find_gate(None, tmp_path)
     assert "pyproject.toml:8: unknown key 'tool.earshot.gate.rules'" in str(e.value)
+
+
+def test_misspelt_metric_fails_to_load_naming_the_closest(tmp_path):
+    msg = error_of('description = "x"\n\n[[rule]]\nexpr = "ttfa_p59_ms < 800"\n')
+    assert msg.startswith("gate file g.toml:4: rule #1: unknown metric 'ttfa_p59_ms'"), msg
+    assert "did you mean ttfa_p50_ms" in msg or "did you mean ttfa_p95_ms" in msg, msg
+    msg = error_of('[[check]]\nexpr = "streams_totl >= 1"\n')
+    assert "check #1: unknown metric 'streams_totl'; did you mean streams_total" in msg, msg
+    msg = error_of('\n[figures.ttfa_p95]\ntolerance = 0.1\n')
+    assert msg.startswith("gate file g.toml:2: figures.ttfa_p95: unknown metric"), msg
+
+
+def test_patterned_and_known_metrics_load():
+    cfg = load_gate_text('[[rule]]\nexpr = "audio_streams_analysed_enhanced >= 1"\n'
+                         '[[rule]]\nexpr = "findings.CRITICAL + findings.HIGH == 0"\n'
+                         '[figures."loop_*"]\ntolerance = 0.3\n', "g")
+    assert len(cfg.rules) == 2
+
+
+def test_gate_file_misspelt_metric_is_bad_input_exit_2(tmp_path):
+    """End to end through the CLI, before anything launches."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    gate = tmp_path / "g.toml"
+    gate.write_text('[[rule]]\nexpr = "underuns == 0"\n')
+    r = subprocess.run([sys.executable, "-m", "instrument.run", "--scenario", "smoke", "--gate", str(gate),
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "unknown metric 'underuns'; did you mean underruns" in err[0], r.stderr
+    assert not (tmp_path / "run" / "target.log").exists()  # nothing launched
