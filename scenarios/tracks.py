@@ -3,6 +3,7 @@ loaded through the target's own scan API (track ids come from its list)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import inspect
 import json
 import os
@@ -63,7 +64,7 @@ def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | 
             frames, channels = info.frames, info.channels
         else:
             x = render(name, seconds=seconds)
-            sf.write(str(path), x, SAMPLE_RATE, subtype="FLOAT")
+            _write_wav(path, x, SAMPLE_RATE)
             frames, channels = x.shape
             if cached:
                 cached.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,15 @@ def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | 
             "channels": channels, "description": signals.TEST_TRACKS[name][2], "track_id": None,
         })
     return out
+
+
+def _write_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:
+    """Float32 WAV, encoded in memory and written by Python: libsndfile reports
+    a full disk as an opaque "System error", a plain write as ENOSPC, which
+    the wrapper turns into its one-line disk-full error."""
+    buf = io.BytesIO()
+    sf.write(buf, x, sample_rate, subtype="FLOAT", format="WAV")
+    path.write_bytes(buf.getvalue())
 
 
 def check_names(names: list[str]) -> None:
@@ -150,7 +160,7 @@ def import_track_files(paths: list[str | Path], home: Path, run_dir: Path,
         shutil.copyfile(src, music / f"{name}{src.suffix.lower()}")
         x, sr = sf.read(str(src), dtype="float32", always_2d=True)
         decoded = decoded_dir / f"{name}.wav"
-        sf.write(str(decoded), x, sr, subtype="FLOAT")
+        _write_wav(decoded, x, sr)
         out.append({
             "name": name, "file": str(decoded.relative_to(run_dir)), "abs_path": str(music / f"{name}{src.suffix.lower()}"),
             "duration_s": len(x) / sr, "frames": len(x), "sample_rate": sr, "channels": x.shape[1],
