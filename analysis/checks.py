@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from .dynamic import backpressure, bad_files, isolation, openapi, origins, socket_input, ws_contract
+from .dynamic import concurrent_writes, crash_restart, path_traversal, shutdown
 from .model import Finding, Location
 from .rundir import read_json
 
@@ -39,4 +40,9 @@ def analyse_checks(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     bp_findings, bp_metrics = backpressure.analyse(checks.get("backpressure") or {}, run.get("scenario"))
     findings += bp_findings
     metrics.update(bp_metrics)
+    for name, judge in (("path_traversal", path_traversal), ("concurrent_writes", concurrent_writes),
+                        ("crash_restart", crash_restart), ("shutdown", shutdown)):
+        more, figures = judge.analyse(checks.get(name) or {}, run.get("scenario"))
+        findings += more
+        metrics.update(figures)
     return findings, metrics

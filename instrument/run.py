@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gate", action="store_true", help="report only; verdict from findings")
     p.add_argument("--audit-dir", help="also write the audit Markdown into this folder (e.g. docs/audits)")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.add_argument("--checks", help="post-load checks to run instead of the scenario's, comma-separated "
+                                    "(see instrument/checks.py)")
     return p
 
 
@@ -111,6 +113,7 @@ class Run:
         self.users = catalogue.scale_users(self.scenario, args.users)
         self.options = {**self.scenario.options, **parse_opts(args.scenario_opt)}
         self.injections = self._injections(args.inject)
+        self.checks = _checks_option(getattr(args, "checks", None), self.scenario.checks)
         if args.target == "auralis" and self.injections:
             raise RunError("--inject applies to the reference backend only")
         stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
@@ -159,6 +162,19 @@ class Run:
         self.doc["timings"][key] = round(time.monotonic() - t0, 3)
 
 
+def _checks_option(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """--checks a,b: those checks instead of the scenario's (unknown names are bad input)."""
+    if not text:
+        return tuple(default)
+    from .checks import CHECKS
+
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown or not names:
+        raise RunError(f"unknown check '{unknown[0] if unknown else text}' (known: {', '.join(CHECKS)})")
+    return names
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -188,6 +204,7 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
     sampler = None
     load_samplers: list[ProcessSampler] = []
     load: loadgen.LoadRun | None = None
+    control = None  # the checks' hook to end or restart the target (instrument.target_control)
     console = sys.stderr
     try:
         print(f"run directory: {run.dir}", file=console)
@@ -226,6 +243,11 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
         if monitor_port:
             print(f"aiomonitor: attach with `python -m aiomonitor.cli -H 127.0.0.1 -p {monitor_port}`", file=console)
         sampler = ProcessSampler(target_proc.pid, run.dir / "samples.jsonl").start()
+        from .target_control import TargetControl
+
+        control = TargetControl(target_proc, argv=argv, cwd=run.target.app_dir, env=env, log=run.dir / "target.log",
+                                health_url=f"{base_url}/api/health", samples=run.dir / "samples.jsonl",
+                                sampler=sampler, startup_timeout_s=args.startup_timeout)
         # -- library ----------------------------------------------------------
         t0 = time.monotonic()
         try:
@@ -272,12 +294,16 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
         load_samplers = []
         run.doc["ws_extensions"] = _negotiated_extensions(run.dir)
         # -- post-load checks -------------------------------------------------
-        if target_proc.alive() and run.scenario.checks:
+        if target_proc.alive() and run.checks:
             from . import checks
 
-            run.doc["checks"] = checks.run_checks(run.scenario.checks, base_url=base_url, run_dir=run.dir,
-                                                  tracks=tracks, compression=args.ws_compression == "on",
-                                                  home=home, target_kind=run.target.name)
+            try:
+                run.doc["checks"] = checks.run_checks(run.checks, base_url=base_url, run_dir=run.dir,
+                                                      tracks=tracks, compression=args.ws_compression == "on",
+                                                      home=home, target_kind=run.target.name, target=control)
+            finally:  # a check may have restarted the target: stop and sample the one that runs now
+                target_proc, sampler = control.proc, control.sampler
+                run.doc["target"]["restarts"] = control.restarts
     except KeyboardInterrupt:
         _invalid(run, "interrupted (Ctrl-C)")
         print("\ninterrupted: stopping the target and reporting what was captured", file=console)
@@ -298,7 +324,7 @@ def execute(args: argparse.Namespace, *, analyse: bool = True) -> int:
             for s in load_samplers:
                 s.stop()
             if target_proc is not None:
-                was_alive = target_proc.alive()
+                was_alive = target_proc.alive() or bool(control is not None and control.ended_by_check)
                 # profiles and the last tracemalloc snapshot are written at shutdown
                 rc = target_proc.stop(grace_s=60.0 if (args.profile != "none" or args.trace_memory) else 15.0)
                 run.doc["target"]["exit_code"] = rc

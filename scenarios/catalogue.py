@@ -95,7 +95,7 @@ SCENARIOS: dict[str, Scenario] = {
             {"Listener": 2, "EnhancedListener": 2, "SlowListener": 1, "Disconnector": 2, "Seeker": 1, "Browser": 2},
             duration_s=90,
             checks=("recovery", "openapi", "origins", "bad_files", "ws_contract", "isolation", "socket_input",
-                    "backpressure"),
+                    "backpressure", "path_traversal", "concurrent_writes", "crash_restart", "shutdown"),
         ),
     ]
 }

@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: None)
     try:
         loop.run_until_complete(serve())
+        from .lifecycle import record_threads
+
+        record_threads(out, roots)  # what still runs once the server has shut down (the shutdown check)
     finally:
         if tracer is not None:
             tracer.stop()

@@ -63,6 +63,21 @@ INJECTIONS: dict[str, str] = {
                             "goes unanswered while it stays open -> socket_input check: socket_input_no_reply and "
                             "socket_input_dead_connection for track_id_string, start_position_string, "
                             "seek_position_string",
+    "restart-loses-settings": "REST: PUT /api/settings is acknowledged but kept in memory, written to the SQLite "
+                              "database only at a clean shutdown -> crash_restart check: restart_lost_state naming "
+                              "GET /api/settings (the settings written before the kill -9 are gone after the restart), "
+                              "nothing else",
+    "unsafe-concurrent-write": "REST: POST /api/presets does a read-modify-write of one JSON row outside any lock, on a "
+                               "fresh SQLite connection with busy timeout 0 -> concurrent_writes check: "
+                               "db_locked_500 and lost_acknowledged_writes naming POST /api/presets",
+    "path-traversal": "REST: GET /api/library/file?path= joins the path onto ~/Music without resolving it or "
+                      "confining it to the library (../, encoded ../, absolute paths and symlinks planted in the "
+                      "library all reach outside) -> path_traversal check: a CRITICAL path_traversal finding naming "
+                      "GET /api/library/file (the canary outside the library served), nothing for "
+                      "GET /api/library/tracks/{track_id}/file",
+    "shutdown-leaks-children": "the first /ws connection starts a helper process in its own session that outlives "
+                               "the server by 120 s -> shutdown check: shutdown_orphan_children (1 process), "
+                               "nothing else",
 }
 
 

@@ -1,0 +1,57 @@
+"""What is still running inside the target when its server has shut down:
+every live thread, whether it is an idle worker of a thread pool, and its
+innermost frames (the target's own code first). Written once, after
+uvicorn's serve() returned (lifespan shutdown done), to
+RUN/agent/threads_at_exit.json; the shutdown check judges it. Standard
+library only: this runs in the target's interpreter."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+# the innermost frame of a pool worker waiting for work
+_IDLE_WAITS = (("threading.py", "wait"), ("queue.py", "get"), ("concurrent/futures/thread.py", "_worker"))
+_POOL_LOOPS = ("concurrent/futures/thread.py", "anyio/_backends/_asyncio.py", "asyncio/base_events.py")
+
+
+def _frames(frame, limit: int = 40) -> list[dict[str, object]]:
+    return [{"file": f.filename, "line": f.lineno, "function": f.name}
+            for f in traceback.extract_stack(frame, limit=limit)][::-1]  # innermost first
+
+
+def _idle(frames: list[dict[str, object]]) -> bool:
+    """A pool worker blocked waiting for its next work item (not running any)."""
+    if not frames:
+        return False
+    top = frames[0]
+    waiting = any(str(top["file"]).endswith(f) and top["function"] == fn for f, fn in _IDLE_WAITS)
+    in_pool = any(any(str(f["file"]).endswith(p) for p in _POOL_LOOPS) for f in frames)
+    # a pool worker's stack is the pool loop plus the wait; deeper means it is running a job
+    own = [f for f in frames if not any(s in str(f["file"]) for s in ("threading.py", "queue.py") + _POOL_LOOPS)]
+    return waiting and in_pool and not own
+
+
+def record_threads(out_dir: Path, code_roots: list[str]) -> None:
+    try:
+        current = sys._current_frames()
+        me = threading.get_ident()
+        threads = []
+        for t in threading.enumerate():
+            if t.ident == me or t.ident not in current:
+                continue
+            frames = _frames(current[t.ident])
+            own = [f for f in frames if any(str(f["file"]).startswith(r + os.sep) for r in code_roots)]
+            threads.append({"name": t.name, "daemon": t.daemon, "idle_pool_worker": _idle(frames),
+                            "own_frames": own[:6], "frames": frames[:8]})
+        doc = {"t": time.time(), "pid": os.getpid(), "code_roots": code_roots, "threads": threads}
+        (Path(out_dir) / "threads_at_exit.json").write_text(json.dumps(doc, indent=1, default=str))
+    except Exception as e:  # never break the target's shutdown for a diagnostic
+        try:
+            (Path(out_dir) / "threads_at_exit.json").write_text(json.dumps({"error": repr(e)}))
+        except OSError:
+            pass
