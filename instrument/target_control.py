@@ -75,15 +75,16 @@ class TargetControl:
         self.proc.stop(grace_s=0.5, sig=signal.SIGKILL)  # whatever of the old group is left
         if self.sampler is not None:
             self.sampler.stop()
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         self.proc = OwnedProcess("target", self.argv, cwd=self.cwd, env=self.env, log=self.log)
         self.sampler = ProcessSampler(self.proc.pid, self.samples).start()
         try:
             waited = wait_for_health(self.health_url, self.proc, self.startup_timeout_s)
         except RuntimeError as e:
             raise RuntimeError(f"{e}; log tail: {self.proc.log_tail(6)}") from None
+        # the wall-clock window of the start-up we caused: analysis does not blame its stalls on the target
         self.restarts.append({"pid": self.proc.pid, "healthy_s": round(waited, 3),
-                              "started_s": round(time.monotonic() - t0, 3)})
+                              "started_s": round(time.monotonic() - t0, 3), "t_start": wall0, "t_healthy": time.time()})
         return waited
 
     def terminate(self, by: str, timeout_s: float) -> tuple[float | None, int | None]:

@@ -64,16 +64,21 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         key = str(w.get("status"))
         r["by_status"][key] = r["by_status"].get(key, 0) + 1
         r["max_s"] = max(r["max_s"], w.get("elapsed_s") or 0.0)
+        if w.get("error"):
+            r.setdefault("errors", {})
+            kind = w["error"].split(":")[0]
+            r["errors"][kind] = r["errors"].get(kind, 0) + 1
         if (w.get("status") or 0) >= 500:
             if "locked" in (w.get("excerpt") or "").lower():
                 r["locked_5xx"] += 1
-            if len(r["examples_5xx"]) < 3:
+            ex = (w.get("excerpt") or "")[:200]
+            if len(r["examples_5xx"]) < 3 and ex not in [e["excerpt"] for e in r["examples_5xx"]]:
                 r["examples_5xx"].append({"status": w["status"], "excerpt": (w.get("excerpt") or "")[:200]})
     return out
 
 
 def concurrent_writes(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool,
-                      home: Path, duration_s: float = 10.0, writers: int = 4, **_: Any) -> dict[str, Any]:
+                      home: Path, duration_s: float = 8.0, writers: int = 4, **_: Any) -> dict[str, Any]:
     run_dir, home = Path(run_dir), Path(home)
     usable = playable(tracks)
     spec = rw.spec_of(base_url)

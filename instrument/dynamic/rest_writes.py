@@ -116,7 +116,8 @@ def operations(spec: dict[str, Any], methods: tuple[str, ...] = MUTATING) -> tup
             if not path.startswith("/api"):
                 skipped.append({"route": r, "reason": "outside /api"})
                 continue
-            word = next((w for w in UNSAFE_WORDS if w in path.lower()), None)
+            words = re.split(r"[^a-z]+", path.lower())  # whole words: "presets" is not "reset"
+            word = next((w for w in UNSAFE_WORDS if any(x.startswith(w) for x in words)), None)
             if word:
                 skipped.append({"route": r, "reason": f"destructive or long ({word})"})
                 continue
