@@ -170,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: None)
     try:
         loop.run_until_complete(serve())
-        from .lifecycle import record_threads
+        from .lifecycle import record_threads, watch_exit
 
         record_threads(out, roots)  # what still runs once the server has shut down (the shutdown check)
+        watch_exit(out)
     finally:
         if tracer is not None:
             tracer.stop()

@@ -55,3 +55,20 @@ def record_threads(out_dir: Path, code_roots: list[str]) -> None:
             (Path(out_dir) / "threads_at_exit.json").write_text(json.dumps({"error": repr(e)}))
         except OSError:
             pass
+
+
+_exit_log = None  # kept open until the process ends: faulthandler writes to it from its own thread
+
+
+def watch_exit(out_dir: Path, after_s: float = 5.0) -> None:
+    """If the process is still alive `after_s` after its server shut down,
+    dump every thread's stack to RUN/agent/exit_stacks.log (what holds the
+    exit: a non-daemon thread, an atexit handler)."""
+    global _exit_log
+    import faulthandler
+
+    try:
+        _exit_log = open(Path(out_dir) / "exit_stacks.log", "w")
+        faulthandler.dump_traceback_later(after_s, repeat=False, file=_exit_log, exit=False)
+    except (OSError, ValueError):
+        pass

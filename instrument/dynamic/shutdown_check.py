@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,14 @@ def _leftovers(tmp: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _keep_reading(probe: Any, stop: threading.Event) -> None:
+    while not stop.is_set() and not probe.closed:
+        try:
+            probe.recv(0.2)
+        except OSError:
+            break
+
+
 def shutdown(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool, home: Path,
              target: Any = None, grace_s: float = GRACE_S, **_: Any) -> dict[str, Any]:
     if target is None:
@@ -83,16 +92,25 @@ def shutdown(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], comp
             res["stream_open"] = probe.wait_for(kind_is("binary"), 30.0) is not None
         else:
             res["stream_open"], res["stream_error"] = False, why
+    # the listener keeps reading, as a playing browser tab does (a reader that
+    # stopped is the backpressure check's case: a server blocked on its full
+    # socket cannot close it either)
+    stop = threading.Event()
+    reader = None
+    if probe is not None:
+        reader = threading.Thread(target=_keep_reading, args=(probe, stop), name="shutdown-listener", daemon=True)
+        reader.start()
     time.sleep(0.3)
     tree = _tree(target.pid)
     res["children_before"] = tree
     exit_s, rc = target.terminate("shutdown", grace_s)
     res["exit_s"] = None if exit_s is None else round(exit_s, 3)
     res["exit_code"] = rc
-    if probe is not None:
-        end = probe.drain(0.5)
-        res["stream_seen"] = {"closed": probe.closed,
-                              "ended": any(r.kind in ("audio_stream_end", "audio_stream_error") for r in end)}
+    if probe is not None and reader is not None:
+        stop.set()
+        reader.join(timeout=5)
+        res["stream_seen"] = {"closed": probe.closed, "ended": any(
+            r.kind in ("audio_stream_end", "audio_stream_error") for r in probe.log)}
         probe.close()
     time.sleep(SURVIVOR_WAIT_S)
     survivors = [c for c in tree if _alive(c)]
