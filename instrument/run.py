@@ -549,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.scenario:
         print("error: --scenario is required (see --list-scenarios)", file=sys.stderr)
         return EXIT_INVALID
+    # matplotlib (the reports' plots) keeps its font cache under $HOME/.cache and
+    # $HOME/.config unless told otherwise: the user's HOME is never written
+    os.environ.setdefault("MPLCONFIGDIR", str(PROJECT_ROOT / "runs" / ".mplconfig"))
     # SIGTERM (a CI runner cancelling us) is handled like Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:

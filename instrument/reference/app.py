@@ -63,6 +63,8 @@ async def _warm_executor(app: FastAPI):
     barrier = threading.Barrier(EXECUTOR_THREADS)
     await asyncio.gather(*[loop.run_in_executor(pool, barrier.wait) for _ in range(EXECUTOR_THREADS)])
     yield
+    # renders still running for streams that uvicorn closed finish before we exit
+    await loop.shutdown_default_executor()
     store = getattr(app.state, "store", None)
     if store is not None:  # commit and checkpoint the settings database at shutdown
         store.close()

@@ -88,11 +88,12 @@ class Store:
         meets another's open transaction fails at once ("database is locked")."""
         current = self._blob()
         current[preset["name"]] = preset
+        time.sleep(0.04)  # validating the preset: another write can commit meanwhile, and is overwritten
         con = sqlite3.connect(str(self.path), timeout=0)
         try:
             con.execute("INSERT INTO blobs (name, body) VALUES ('presets', ?) "
                         "ON CONFLICT(name) DO UPDATE SET body = excluded.body", (json.dumps(current),))
-            time.sleep(0.02)  # the rest of the handler's work, inside the transaction
+            time.sleep(0.01)  # the rest of the handler's work, inside the transaction
             con.commit()
         finally:
             con.close()
