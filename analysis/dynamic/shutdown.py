@@ -33,6 +33,12 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
         metrics["shutdown_exit_s"] = float(exit_s)
     where = Location(scenario=scenario, function="shutdown (SIGTERM)")
     if exit_s is None:
+        pending = (result.get("pending_tasks") or {})
+        tasks = sorted(pending.get("tasks") or [], key=lambda t: not t.get("own_frames"))
+        roots = pending.get("code_roots") or []
+        own = next((t["own_frames"][-1] for t in tasks if t.get("own_frames")), None)
+        loc = (Location(scenario=scenario, file=_short(str(own["file"]), roots), line_start=own["line"],
+                        function=str(own["function"])) if own else where)
         findings.append(Finding(
             kind="shutdown_timeout", title="The backend does not exit on SIGTERM",
             severity="HIGH", dimension="Performance",
@@ -42,8 +48,15 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
                    "SIGKILL: nothing is flushed, the database is left as a crash leaves it.",
             suggested_fix="Cancel streaming tasks and close WebSockets in the lifespan shutdown; bound every wait "
                           "there with a timeout.",
-            location=where, evidence=[f"pid {result.get('pid')}, exit code {result.get('exit_code')}"],
-            figures={"grace_s": float(result.get("grace_s") or 0)}, key="shutdown:timeout"))
+            location=loc,
+            evidence=[f"pid {result.get('pid')} still running {result.get('grace_s')} s after SIGTERM"]
+                     + [f"target log after SIGTERM: {ln[:160]}" for ln in (result.get("log_after_sigterm") or [])[-3:]]
+                     + [f"pending task {t.get('coro')}: " + (" <- ".join(
+                         f"{_short(str(f['file']), roots)}:{f['line']} {f['function']}"
+                         for f in reversed(t.get("own_frames") or t.get("frames") or []))[:300])
+                        for t in tasks[:4]],
+            figures={"grace_s": float(result.get("grace_s") or 0), "pending_tasks": float(len(tasks))},
+            key="shutdown:timeout"))
     survivors = result.get("survivors") or []
     if survivors:
         findings.append(Finding(
@@ -87,7 +100,7 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
                 for t in busy[:5]],
             figures={"threads": float(len(busy))}, key="shutdown:threads"))
     left = result.get("tmp_leftovers") or {}
-    if left.get("files"):
+    if exit_s is not None and left.get("files"):  # a process still running may still clean up
         findings.append(Finding(
             kind="shutdown_temp_files_left", title="Temporary files are left in TMPDIR after shutdown",
             severity="LOW" if (left.get("bytes") or 0) < (10 << 20) else "MEDIUM", dimension="Performance",

@@ -156,9 +156,13 @@ def main(argv: list[str] | None = None) -> int:
             from .console import start_monitor
 
             monitor = start_monitor(loop, a.monitor_port, out)
+        from .lifecycle import watch_shutdown
+
+        shutdown_watch = asyncio.ensure_future(watch_shutdown(server, out, roots))  # the shutdown check's evidence
         try:
             await server.serve()
         finally:
+            shutdown_watch.cancel()
             watchdog.stop()
             if monitor is not None:
                 monitor.close()

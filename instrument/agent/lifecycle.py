@@ -72,3 +72,33 @@ def watch_exit(out_dir: Path, after_s: float = 5.0) -> None:
         faulthandler.dump_traceback_later(after_s, repeat=False, file=_exit_log, exit=False)
     except (OSError, ValueError):
         pass
+
+
+async def watch_shutdown(server, out_dir: Path, code_roots: list[str], after_s: float = 3.0) -> None:
+    """Once the server was told to exit (SIGTERM), wait `after_s`, then write
+    every asyncio task still pending, with its coroutine stack, to
+    RUN/agent/shutdown_tasks.json: what a shutdown that does not finish is
+    waiting for, named by the target's own handler."""
+    import asyncio
+
+    try:
+        while not getattr(server, "should_exit", False):
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(after_s)
+        me = asyncio.current_task()
+        tasks = []
+        for t in asyncio.all_tasks():
+            if t is me or t.done():
+                continue
+            frames = [{"file": f.f_code.co_filename, "line": f.f_lineno, "function": f.f_code.co_name}
+                      for f in t.get_stack(limit=40)]
+            coro = t.get_coro()
+            tasks.append({"name": t.get_name(), "coro": getattr(coro, "__qualname__", repr(coro))[:120],
+                          "frames": frames[-10:],
+                          "own_frames": [f for f in frames if any(f["file"].startswith(r + os.sep) for r in code_roots)][-6:]})
+        doc = {"t": time.time(), "after_s": after_s, "pid": os.getpid(), "code_roots": code_roots, "tasks": tasks}
+        (Path(out_dir) / "shutdown_tasks.json").write_text(json.dumps(doc, indent=1, default=str))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        pass  # a diagnostic never breaks the target's shutdown

@@ -23,16 +23,20 @@ STATE_WORDS = ("setting", "preset")
 LOCK_NAMES = (".lock", ".pid", "lockfile", ".owner")
 
 
-def _lock_files(home: Path) -> list[str]:
+def _lock_files(home: Path, tmp: Path) -> list[str]:
+    """Lock, pid and owner files in the target's HOME (not its library) and TMPDIR."""
     music = home / "Music"
-    return sorted(str(p.relative_to(home)) for p in home.rglob("*")
-                  if p.is_file() and music not in p.parents and any(n in p.name.lower() for n in LOCK_NAMES))
+    out = []
+    for root, label in ((home, "$HOME"), (tmp, "$TMPDIR")):
+        out += [f"{label}/{p.relative_to(root)}" for p in sorted(root.rglob("*")) if p.is_file()
+                and music not in p.parents and any(n in p.name.lower() for n in LOCK_NAMES)]
+    return out
 
 
-def _snapshot(base_url: str, paths: list[str], ids: dict[str, Any]) -> dict[str, Any]:
+def _snapshot(base_url: str, paths: list[str], ids: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for p in paths:
-        status, text = rw.read(base_url, p, ids)
+        status, text = rw.read(base_url, p, ids, spec)
         out[p] = {"status": status, "body": rw.canonical(text) if status == 200 else text[:300]}
     return out
 
@@ -46,7 +50,7 @@ def crash_restart(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]],
     if not usable:
         return {"outcome": "error", "error": "no track with a server id"}
     spec = rw.spec_of(base_url) or {}
-    ids = {"track": usable[0]["track_id"]}
+    ids = {"track": usable[0]["track_id"], "path": str(home / "Music")}
     res: dict[str, Any] = {"outcome": "done", "spec": bool(spec)}
     # -- state worth keeping, written through the API ------------------------------
     ops, _ = rw.operations(spec)
@@ -63,8 +67,8 @@ def crash_restart(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]],
         if "get" in item and "{" not in p and any(w in p.lower() for w in STATE_WORDS) and p not in paths:
             paths.append(p)
     res["snapshot_routes"] = [rw.route("GET", p) for p in paths]
-    res["before"] = _snapshot(base_url, paths, ids)
-    res["locks_before"] = _lock_files(home)
+    res["before"] = _snapshot(base_url, paths, ids, spec)
+    res["locks_before"] = _lock_files(home, run_dir / "tmp")
     # -- the crash: a stream playing and a scan running ------------------------------
     longest = max(usable, key=lambda t: t.get("duration_s") or 0)
     probe, why = try_open(base_url, compression=compression)
@@ -89,7 +93,7 @@ def crash_restart(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]],
     if scanner is not None:
         scanner.join(timeout=10)
     res["scan_at_kill"] = scans[0] if scans else None
-    res["locks_after_kill"] = _lock_files(home)
+    res["locks_after_kill"] = _lock_files(home, run_dir / "tmp")
     res["orphans_after_kill"] = target.orphans(kill=True)  # what the crash left running, then killed
     # -- the restart ---------------------------------------------------------------
     try:
@@ -99,7 +103,7 @@ def crash_restart(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]],
         return res
     res["restarted_pid"] = target.pid
     time.sleep(settle_s)
-    res["after"] = _snapshot(base_url, paths, ids)
+    res["after"] = _snapshot(base_url, paths, ids, spec)
     res["integrity"] = [integrity(db, run_dir / "checks" / "crash_restart" / "db-copy", home) for db in find_dbs(home)]
     shortest = min(usable, key=lambda t: t.get("duration_s") or 1e9)
     res["stream_after"] = play_through(base_url, shortest, compression=compression, timeout_s=90.0)

@@ -69,7 +69,7 @@ def example(schema: Any, spec: dict[str, Any], marker: str, ids: dict[str, Any],
         return [example(s.get("items") or {}, spec, marker, ids, name.rstrip("s"), depth + 1) for _ in range(n)]
     if t == "integer":
         for key, v in ids.items():
-            if key in low:
+            if key in low and isinstance(v, int):
                 return v
         lo = s.get("minimum", s.get("exclusiveMinimum", 0) + 1 if "exclusiveMinimum" in s else 1)
         hi = s.get("maximum")
@@ -84,8 +84,8 @@ def example(schema: Any, spec: dict[str, Any], marker: str, ids: dict[str, Any],
     if t == "string" or not t:
         if s.get("format") == "date-time":
             return "2026-01-02T03:04:05Z"
-        if "path" in low or "folder" in low or "directory" in low:
-            return f"/{marker}"
+        if "path" in low or "folder" in low or "director" in low:
+            return ids.get("path") or f"/{marker}"  # a folder that exists (in the run's HOME) when given
         text = marker
         if s.get("minLength") and len(text) < s["minLength"]:
             text = text + "x" * (s["minLength"] - len(text))
@@ -174,10 +174,22 @@ def write(base_url: str, spec: dict[str, Any], op: dict[str, Any], ids: dict[str
     return rec
 
 
-def read(base_url: str, path: str, ids: dict[str, Any]) -> tuple[int | None, str]:
+def list_limit(spec: dict[str, Any] | None, path: str) -> int | None:
+    """The largest page a listing route allows (its `limit` query maximum)."""
+    op = (((spec or {}).get("paths") or {}).get(path) or {}).get("get") or {}
+    for p in op.get("parameters") or []:
+        p = _resolve(p, spec or {})
+        if p.get("name") == "limit" and p.get("in") == "query":
+            sch = _resolve(p.get("schema") or {}, spec or {})
+            return int(min(sch.get("maximum", 500), 500))
+    return None
+
+
+def read(base_url: str, path: str, ids: dict[str, Any], spec: dict[str, Any] | None = None,
+         timeout_s: float = 30.0) -> tuple[int | None, str]:
     try:
-        params = {"limit": 500} if path.endswith("/tracks") else None
-        r = requests.get(base_url + fill(path, ids), params=params, timeout=TIMEOUT_S)
+        limit = list_limit(spec, path) if spec else (100 if path.endswith("/tracks") else None)
+        r = requests.get(base_url + fill(path, ids), params={"limit": limit} if limit else None, timeout=timeout_s)
         return r.status_code, r.text
     except requests.RequestException as e:
         return None, f"{type(e).__name__}: {e}"
@@ -190,5 +202,12 @@ def canonical(text: str) -> Any:
         return text
 
 
-def spec_of(base_url: str) -> dict[str, Any] | None:
-    return fetch_spec(base_url)[1]
+def spec_of(base_url: str, tries: int = 3) -> dict[str, Any] | None:
+    """The target's OpenAPI document; a target still busy after the load may
+    take longer than one request's timeout to build it."""
+    for _ in range(tries):
+        spec = fetch_spec(base_url)[1]
+        if spec is not None:
+            return spec
+        time.sleep(2.0)
+    return None

@@ -103,6 +103,8 @@ def shutdown(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], comp
     time.sleep(0.3)
     tree = _tree(target.pid)
     res["children_before"] = tree
+    log = run_dir / "target.log"
+    log_offset = log.stat().st_size if log.exists() else 0
     exit_s, rc = target.terminate("shutdown", grace_s)
     res["exit_s"] = None if exit_s is None else round(exit_s, 3)
     res["exit_code"] = rc
@@ -122,6 +124,16 @@ def shutdown(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], comp
         res["threads_at_exit"] = json.loads(threads.read_text()) if exit_s is not None else None
     except (OSError, ValueError):
         res["threads_at_exit"] = None
+    try:  # the agent's list of asyncio tasks still pending 3 s after SIGTERM (instrument/agent/lifecycle.py)
+        res["pending_tasks"] = json.loads((run_dir / "agent" / "shutdown_tasks.json").read_text())
+    except (OSError, ValueError):
+        res["pending_tasks"] = None
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(log_offset)
+            res["log_after_sigterm"] = [ln[:300] for ln in fh.read(65536).decode("utf-8", "replace").splitlines()][:12]
+    except OSError:
+        res["log_after_sigterm"] = []
     left = _leftovers(run_dir / "tmp")
     res["tmp_leftovers"] = {"files": len(left), "bytes": sum(x["bytes"] for x in left), "examples": left[:MAX_LEFTOVERS]}
     res["wal"] = []

@@ -159,8 +159,19 @@ def test_shutdown_each_leftover_is_one_finding():
     assert (t.file, t.line_start, t.function) == ("core/proc.py", 42, "render")
 
 
-def test_shutdown_that_never_exits():
-    found, metrics = shutdown.analyse(_sd(exit_s=None, exit_code=None, port_accepts=True,
+def test_shutdown_that_never_exits_names_the_handler_it_waits_for():
+    pending = {"code_roots": ["/src/app"], "tasks": [
+        {"coro": "Server.serve", "own_frames": [], "frames": [{"file": "/lib/uvicorn/server.py", "line": 9,
+                                                              "function": "serve"}]},
+        {"coro": "websocket_endpoint", "frames": [], "own_frames": [
+            {"file": "/src/app/routers/ws.py", "line": 30, "function": "websocket_endpoint"},
+            {"file": "/src/app/core/stream.py", "line": 77, "function": "wait_chunk"}]}]}
+    found, metrics = shutdown.analyse(_sd(exit_s=None, exit_code=None, port_accepts=True, pending_tasks=pending,
+                                          tmp_leftovers={"files": 1, "bytes": 4, "examples": []},
                                           wal=[{"db": "x.db", "wal_bytes": 5}]), "s")
-    assert [f.kind for f in found] == ["shutdown_timeout"]  # the port and WAL of a live process say nothing
+    # the port, WAL and temp files of a process still running say nothing yet
+    assert [f.kind for f in found] == ["shutdown_timeout"]
+    loc = found[0].location
+    assert (loc.file, loc.line_start, loc.function) == ("core/stream.py", 77, "wait_chunk")
+    assert any("routers/ws.py:30 websocket_endpoint" in e for e in found[0].evidence)
     assert "shutdown_exit_s" not in metrics
