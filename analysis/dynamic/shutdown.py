@@ -34,7 +34,8 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
     where = Location(scenario=scenario, function="shutdown (SIGTERM)")
     if exit_s is None:
         pending = (result.get("pending_tasks") or {})
-        tasks = sorted(pending.get("tasks") or [], key=lambda t: not t.get("own_frames"))
+        # first the connections uvicorn waits for, then tasks in the target's own code
+        tasks = sorted(pending.get("tasks") or [], key=lambda t: (not t.get("connection"), not t.get("own_frames")))
         roots = pending.get("code_roots") or []
         own = next((t["own_frames"][-1] for t in tasks if t.get("own_frames")), None)
         loc = (Location(scenario=scenario, file=_short(str(own["file"]), roots), line_start=own["line"],

@@ -74,6 +74,19 @@ def watch_exit(out_dir: Path, after_s: float = 5.0) -> None:
         pass
 
 
+def _await_chain(coro, limit: int = 60) -> list[dict[str, object]]:
+    """The frames of a suspended coroutine and of everything it awaits,
+    outermost first (Task.get_stack gives only the outermost frame)."""
+    frames = []
+    c = coro
+    while c is not None and len(frames) < limit:
+        f = getattr(c, "cr_frame", None) or getattr(c, "gi_frame", None) or getattr(c, "ag_frame", None)
+        if f is not None:
+            frames.append({"file": f.f_code.co_filename, "line": f.f_lineno, "function": f.f_code.co_name})
+        c = getattr(c, "cr_await", None) or getattr(c, "gi_yieldfrom", None) or getattr(c, "ag_await", None)
+    return frames
+
+
 async def watch_shutdown(server, out_dir: Path, code_roots: list[str], after_s: float = 3.0) -> None:
     """Once the server was told to exit (SIGTERM), wait `after_s`, then write
     every asyncio task still pending, with its coroutine stack, to
@@ -90,10 +103,11 @@ async def watch_shutdown(server, out_dir: Path, code_roots: list[str], after_s: 
         for t in asyncio.all_tasks():
             if t is me or t.done():
                 continue
-            frames = [{"file": f.f_code.co_filename, "line": f.f_lineno, "function": f.f_code.co_name}
-                      for f in t.get_stack(limit=40)]
             coro = t.get_coro()
+            frames = _await_chain(coro)
             tasks.append({"name": t.get_name(), "coro": getattr(coro, "__qualname__", repr(coro))[:120],
+                          # a connection uvicorn waits for before it can finish shutting down
+                          "connection": any(f["function"] == "run_asgi" for f in frames),
                           "frames": frames[-10:],
                           "own_frames": [f for f in frames if any(f["file"].startswith(r + os.sep) for r in code_roots)][-6:]})
         doc = {"t": time.time(), "after_s": after_s, "pid": os.getpid(), "code_roots": code_roots, "tasks": tasks}

@@ -163,7 +163,9 @@ def test_shutdown_that_never_exits_names_the_handler_it_waits_for():
     pending = {"code_roots": ["/src/app"], "tasks": [
         {"coro": "Server.serve", "own_frames": [], "frames": [{"file": "/lib/uvicorn/server.py", "line": 9,
                                                               "function": "serve"}]},
-        {"coro": "websocket_endpoint", "frames": [], "own_frames": [
+        {"coro": "_recommend", "own_frames": [{"file": "/src/app/ws/rec.py", "line": 5, "function": "_recommend"}],
+         "frames": []},
+        {"coro": "RequestResponseCycle.run_asgi", "connection": True, "frames": [], "own_frames": [
             {"file": "/src/app/routers/ws.py", "line": 30, "function": "websocket_endpoint"},
             {"file": "/src/app/core/stream.py", "line": 77, "function": "wait_chunk"}]}]}
     found, metrics = shutdown.analyse(_sd(exit_s=None, exit_code=None, port_accepts=True, pending_tasks=pending,
