@@ -88,14 +88,26 @@ def _url(base_url: str, t: dict[str, Any], value: str, ids: dict[str, Any], spec
     return base_url + path + ("?" + "&".join(query) if query else "")
 
 
-def _get(url: str) -> requests.Response | str:
+def _get(url: str, retries: int = 4) -> requests.Response | str:
+    """GET the URL exactly as built (no re-quoting, no dot-segment removal);
+    a 429 (the target's rate limit) is waited out and asked again."""
     s = requests.Session()
-    req = requests.Request("GET", url).prepare()
-    req.url = url  # exactly as built: no re-quoting, no dot-segment removal
-    try:
-        return s.send(req, timeout=TIMEOUT_S, allow_redirects=False, stream=True)
-    except requests.RequestException as e:
-        return f"{type(e).__name__}"
+    for attempt in range(retries + 1):
+        req = requests.Request("GET", url).prepare()
+        req.url = url
+        try:
+            r = s.send(req, timeout=TIMEOUT_S, allow_redirects=False, stream=True)
+        except requests.RequestException as e:
+            return f"{type(e).__name__}"
+        if r.status_code != 429 or attempt == retries:
+            return r
+        r.close()
+        try:
+            wait = min(float(r.headers.get("retry-after") or 1.0), 5.0)
+        except ValueError:
+            wait = 1.0
+        time.sleep(max(wait, 0.5))
+    return "unreachable"
 
 
 def path_traversal(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], compression: bool, home: Path,
@@ -142,7 +154,7 @@ def path_traversal(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]]
                 elif r.status_code >= 500:
                     res["server_errors"].append({**rec, "excerpt": body[:200].decode("utf-8", "replace")})
             res["targets"].append({"route": t["route"], "param": t["param"], "in": t["in"], "statuses": statuses})
-        res["ws"] = _ws(base_url, compression, canary, music, token)
+        res["ws"] = _ws(base_url, compression, canary, music, token, ids["track"])
         res["served"] += res["ws"].pop("served")
     finally:
         for ln in links:  # the library is the target's again
@@ -150,7 +162,7 @@ def path_traversal(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]]
     return res
 
 
-def _ws(base_url: str, compression: bool, canary: Path, music: Path, token: str) -> dict[str, Any]:
+def _ws(base_url: str, compression: bool, canary: Path, music: Path, token: str, track_id: Any) -> dict[str, Any]:
     """/ws messages that name a track, given a path where the id goes, and
     file-ish fields beside a real id."""
     rel = os.path.relpath(canary, music)
@@ -162,13 +174,18 @@ def _ws(base_url: str, compression: bool, canary: Path, music: Path, token: str)
     try:
         for kind in WS_MESSAGES:
             for v in values:
-                for data in ({"track_id": v}, {"track_id": v, "position": 0},
-                             {"track_id": 1, "filepath": v, "path": v, "file": v}):
+                forms = [{"track_id": v}, {"track_id": v, "position": 0}]
+                if kind == "play_normal":  # file-ish fields beside a real id: this one starts a real stream
+                    forms.append({"track_id": track_id, "filepath": v, "path": v, "file": v})
+                for data in forms:
                     if p.closed:
                         break
                     p.send(kind, data)
                     out["sent"] += 1
                     got = p.drain(0.12)  # also keeps under the 10 messages/s rate limit
+                    if "filepath" in data:
+                        p.send("stop")
+                        got += p.drain(0.12)
                     for r in got:
                         text = (r.raw or "") + (str(r.msg) if r.msg is not None else "")
                         if token in text:

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import psutil
 
 from .state_probe import find_dbs, playable
-from .ws_probe import kind_is, try_open
+from .ws_probe import excerpt, kind_is, try_open
 
 GRACE_S = 15.0  # the wrapper's own grace before it kills the group
 SURVIVOR_WAIT_S = 1.0  # children get this long to follow their parent out
@@ -90,6 +90,9 @@ def shutdown(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], comp
         if probe is not None:
             probe.send("play_normal", {"track_id": longest["track_id"]})
             res["stream_open"] = probe.wait_for(kind_is("binary"), 30.0) is not None
+            if not res["stream_open"]:  # what the server said instead of audio
+                res["stream_replies"] = [excerpt(r.msg or r.raw, 200) for r in probe.log
+                                         if r.kind not in ("ping", "binary", "audio_chunk_meta")][:6]
         else:
             res["stream_open"], res["stream_error"] = False, why
     # the listener keeps reading, as a playing browser tab does (a reader that
