@@ -52,7 +52,7 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
             location=loc,
             evidence=[f"pid {result.get('pid')} still running {result.get('grace_s')} s after SIGTERM"]
                      + [f"target log after SIGTERM: {ln[:160]}" for ln in (result.get("log_after_sigterm") or [])[-3:]]
-                     + [f"pending task {t.get('coro')}: " + (" <- ".join(
+                     + [f"pending task {t.get('coro')}" + (f" ({t['request']})" if t.get("request") else "") + ": " + (" <- ".join(
                          f"{_short(str(f['file']), roots)}:{f['line']} {f['function']}"
                          for f in reversed(t.get("own_frames") or t.get("frames") or []))[:300])
                         for t in tasks[:4]],

@@ -74,6 +74,15 @@ def watch_exit(out_dir: Path, after_s: float = 5.0) -> None:
         pass
 
 
+def _request_of(coro) -> str | None:
+    """'METHOD /path' of a uvicorn connection task (its protocol cycle's scope)."""
+    try:
+        scope = coro.cr_frame.f_locals["self"].scope
+        return f"{scope.get('method') or scope.get('type', '').upper()} {scope.get('path')}"
+    except Exception:
+        return None
+
+
 def _await_chain(coro, limit: int = 60) -> list[dict[str, object]]:
     """The frames of a suspended coroutine and of everything it awaits,
     outermost first (Task.get_stack gives only the outermost frame)."""
@@ -106,6 +115,7 @@ async def watch_shutdown(server, out_dir: Path, code_roots: list[str], after_s: 
             coro = t.get_coro()
             frames = _await_chain(coro)
             tasks.append({"name": t.get_name(), "coro": getattr(coro, "__qualname__", repr(coro))[:120],
+                          "request": _request_of(coro),
                           # a connection uvicorn waits for before it can finish shutting down
                           "connection": any(f["function"] == "run_asgi" for f in frames),
                           "frames": frames[-10:],

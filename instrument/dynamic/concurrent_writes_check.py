@@ -96,9 +96,10 @@ def concurrent_writes(*, base_url: str, run_dir: Path, tracks: list[dict[str, An
     scans: list[dict[str, Any]] = []
     sroute = scan_route(spec)
 
-    # every route once, then mostly the routes whose every write must survive
+    # every route, each followed by a write to a route whose every write must
+    # survive (on a slow target the storm may not get through the list twice)
     verifiable = [op for op, r in zip(ops, res["routes"]) if r["mode"] == "accumulating"]
-    schedule = ops + verifiable * 3 if verifiable else ops
+    schedule = [x for i, op in enumerate(ops) for x in ([op, verifiable[i % len(verifiable)]] if verifiable else [op])]
 
     def writer(k: int) -> None:
         s = requests.Session()
