@@ -99,6 +99,8 @@ def crash_restart(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]],
     try:
         res["restart_healthy_s"] = round(target.restart(), 3)
     except RuntimeError as e:
+        # the target cannot come back: that is this check's finding, not an invalid run
+        target.ended_by_check = "crash_restart"
         res.update(outcome="restart_failed", error=str(e)[:800])
         return res
     res["restarted_pid"] = target.pid

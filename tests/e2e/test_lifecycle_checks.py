@@ -40,11 +40,20 @@ def _tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
-def _run(out: Path, *extra: str, home: Path) -> subprocess.CompletedProcess:
+def _start(out: Path, *extra: str, home: Path) -> subprocess.Popen:
     env = {**os.environ, "HOME": str(home)}  # the wrapper's own HOME: a sentinel it must not touch
-    return subprocess.run([sys.executable, "-m", "instrument.run", "--quiet", "--scenario", "smoke", "--duration", "6",
-                           "--track-seconds", "20", "--checks", CHECKS, "--out", str(out), *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+    return subprocess.Popen([sys.executable, "-m", "instrument.run", "--quiet", "--scenario", "smoke", "--duration", "6",
+                             "--track-seconds", "20", "--checks", CHECKS, "--out", str(out), *extra],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(p: subprocess.Popen) -> subprocess.CompletedProcess:
+    try:
+        out, err = p.communicate(timeout=280)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +67,10 @@ def runs(tmp_path_factory):
     (home / "notes.txt").write_text("do not touch\n")
     (home / "link-to-notes").symlink_to(home / "notes.txt")
     before = _tree_digest(home)
-    clean = _run(base / "clean", home=home)
-    injected = _run(base / "injected", "--inject", INJECT, home=home)
+    # side by side: most of each run is waiting (restart, write storm, grace periods)
+    clean_p = _start(base / "clean", home=home)
+    injected_p = _start(base / "injected", "--inject", INJECT, home=home)
+    clean, injected = _finish(clean_p), _finish(injected_p)
     return {"base": base, "clean": clean, "injected": injected, "home": home, "before": before}
 
 
