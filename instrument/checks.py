@@ -85,8 +85,11 @@ def run_checks(names: tuple[str, ...], **kw: Any) -> dict[str, Any]:
         if target is not None and not target.alive():
             out[name] = {"skipped": "the target was not running (an earlier check could not restart it)"}
             continue
+        t0 = time.monotonic()
         try:
             out[name] = fn(**kw)
         except Exception as e:
             out[name] = {"outcome": "error", "error": f"{type(e).__name__}: {e}"}
+        if isinstance(out[name], dict):
+            out[name].setdefault("elapsed_s", round(time.monotonic() - t0, 1))  # what each check costs a run
     return out

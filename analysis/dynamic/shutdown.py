@@ -32,6 +32,8 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
     if exit_s is not None:
         metrics["shutdown_exit_s"] = float(exit_s)
     where = Location(scenario=scenario, function="shutdown (SIGTERM)")
+    doc = result.get("threads_at_exit") or {}
+    busy = busy_threads(doc)
     if exit_s is None:
         pending = (result.get("pending_tasks") or {})
         # first the connections uvicorn waits for, then tasks in the target's own code
@@ -40,6 +42,11 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
         own = next((t["own_frames"][-1] for t in tasks if t.get("own_frames")), None)
         loc = (Location(scenario=scenario, file=_short(str(own["file"]), roots), line_start=own["line"],
                         function=str(own["function"])) if own else where)
+        if doc and busy:  # the server finished; the process stays for a thread still running the target's code
+            roots = doc.get("code_roots") or roots
+            first = busy[0]["own_frames"][0]
+            loc = Location(scenario=scenario, file=_short(str(first["file"]), roots), line_start=first["line"],
+                           function=str(first["function"]))
         findings.append(Finding(
             kind="shutdown_timeout", title="The backend does not exit on SIGTERM",
             severity="HIGH", dimension="Performance",
@@ -55,8 +62,12 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
                      + [f"pending task {t.get('coro')}" + (f" ({t['request']})" if t.get("request") else "") + ": " + (" <- ".join(
                          f"{_short(str(f['file']), roots)}:{f['line']} {f['function']}"
                          for f in reversed(t.get("own_frames") or t.get("frames") or []))[:300])
-                        for t in tasks[:4]],
-            figures={"grace_s": float(result.get("grace_s") or 0), "pending_tasks": float(len(tasks))},
+                        for t in tasks[:4]]
+                     + [f"thread '{t['name']}' (daemon {t['daemon']}) still running after the server finished: "
+                        + " <- ".join(f"{_short(str(f['file']), doc.get('code_roots') or [])}:{f['line']} {f['function']}"
+                                      for f in t["own_frames"][:4]) for t in busy[:3]],
+            figures={"grace_s": float(result.get("grace_s") or 0), "pending_tasks": float(len(tasks)),
+                     "busy_threads": float(len(busy))},
             key="shutdown:timeout"))
     survivors = result.get("survivors") or []
     if survivors:
@@ -81,9 +92,7 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
             impact="The next start fails with 'address in use'.",
             suggested_fix="Do not let children inherit the listening socket (close_fds); stop them at shutdown.",
             location=where, evidence=[f"pid {result.get('pid')} exited in {exit_s} s"], key="shutdown:port"))
-    doc = result.get("threads_at_exit") or {}
-    busy = busy_threads(doc)
-    if busy:
+    if busy and exit_s is not None:  # (when it never exited, the timeout finding names them)
         roots = doc.get("code_roots") or []
         first = busy[0]["own_frames"][0]
         findings.append(Finding(

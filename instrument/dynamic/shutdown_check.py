@@ -123,8 +123,9 @@ def shutdown(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], comp
     port = urlparse(base_url).port
     res["port_accepts"] = bool(port and _accepts(port))
     threads = run_dir / "agent" / "threads_at_exit.json"
-    try:
-        res["threads_at_exit"] = json.loads(threads.read_text()) if exit_s is not None else None
+    try:  # written by the agent once the server has finished (even if the process then does not exit)
+        doc = json.loads(threads.read_text())
+        res["threads_at_exit"] = doc if doc.get("pid") == res["pid"] else None
     except (OSError, ValueError):
         res["threads_at_exit"] = None
     try:  # the agent's list of asyncio tasks still pending 3 s after SIGTERM (instrument/agent/lifecycle.py)
