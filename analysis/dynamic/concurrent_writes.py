@@ -78,7 +78,7 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
             figures={"server_errors": float(n5), "writes": float(w["n"])},
             key=f"concurrent_5xx:{route}"))
     for route, rb in sorted((result.get("read_back") or {}).items()):
-        if not rb.get("missing_count"):
+        if not rb.get("missing_count") or rb.get("status") != 200:  # only what was read back can be missing
             continue
         findings.append(Finding(
             kind="lost_acknowledged_writes", title=f"{route} acknowledges writes it then loses",

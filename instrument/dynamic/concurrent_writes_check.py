@@ -137,9 +137,13 @@ def concurrent_writes(*, base_url: str, run_dir: Path, tracks: list[dict[str, An
         if r["mode"] != "accumulating":
             continue
         path = r["read_back"].split(" ", 1)[1]
-        status, text = rw.read(base_url, path, ids, spec)
+        for _ in range(3):  # a target still busy may time out: a failed read proves nothing lost
+            status, text = rw.read(base_url, path, ids, spec, timeout_s=60.0)
+            if status == 200:
+                break
+            time.sleep(2.0)
         acked = [w["marker"] for w in records if w["route"] == r["route"] and w.get("acked")]
-        missing = [m for m in acked if m not in text] if status == 200 else acked
+        missing = [m for m in acked if m not in text] if status == 200 else []
         after[r["route"]] = {"status": status, "acked": len(acked), "missing_count": len(missing),
                              "missing": missing[:10]}
     res["read_back"] = after

@@ -72,6 +72,11 @@ def test_concurrent_writes_locked_500s_and_lost_writes():
     assert all(f.location.route == "POST /api/presets" for f in found.values())
 
 
+def test_concurrent_writes_a_failed_read_back_is_not_a_loss():
+    rec = _cw(read_back={"POST /api/presets": {"status": None, "acked": 6, "missing_count": 6, "missing": ["a"]}})
+    assert concurrent_writes.analyse(rec, "s")[0] == []
+
+
 def test_concurrent_writes_route_failing_alone_is_not_a_concurrency_defect():
     rec = _cw(routes=[{"route": "POST /api/presets", "read_back": None, "mode": "unverifiable",
                        "first": {"status": 500}, "second": {"status": 500}}],
