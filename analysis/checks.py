@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from .dynamic import backpressure, bad_files, isolation, openapi, origins, socket_input, truth, ws_contract
+from .dynamic import backpressure, bad_files, isolation, openapi, origins, socket_input, ws_contract
+from .dynamic import concurrent_writes, crash_restart, path_traversal, shutdown
 from .model import Finding, Location
 from .rundir import read_json
 
@@ -42,4 +44,9 @@ def analyse_checks(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     truth_findings, truth_metrics = truth.analyse(checks.get("truth") or {}, run.get("scenario"))
     findings += truth_findings
     metrics.update(truth_metrics)
+    for name, judge in (("path_traversal", path_traversal), ("concurrent_writes", concurrent_writes),
+                        ("crash_restart", crash_restart), ("shutdown", shutdown)):
+        more, figures = judge.analyse(checks.get(name) or {}, run.get("scenario"))
+        findings += more
+        metrics.update(figures)
     return findings, metrics

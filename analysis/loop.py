@@ -221,6 +221,10 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     findings: list[Finding] = []
     metrics: dict[str, Any] = {}
     stalls = list(iter_jsonl(run_dir / AGENT / "stalls.jsonl"))
+    # a check that restarted the target (crash_restart) caused that start-up: its stalls are not the target's
+    restarts = [(r["t_start"], r["t_healthy"] + 1.0) for r in (run.get("target") or {}).get("restarts") or []
+                if r.get("t_start") and r.get("t_healthy")]
+    stalls = [s for s in stalls if not any(a <= s.get("t", 0) <= b for a, b in restarts)]
     if not agent and not stalls:
         return findings, metrics
     threshold = float(agent.get("stall_threshold_ms") or 50.0)

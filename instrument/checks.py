@@ -10,6 +10,10 @@ from typing import Any, Callable
 from scenarios.protocol_client import AuralisSession, ClientProfile
 
 from .dynamic.backpressure_check import backpressure
+from .dynamic.concurrent_writes_check import concurrent_writes
+from .dynamic.crash_restart_check import crash_restart
+from .dynamic.path_traversal_check import path_traversal
+from .dynamic.shutdown_check import shutdown
 from .dynamic.bad_files_check import bad_files_check
 from .dynamic.openapi_check import openapi
 from .dynamic.origins_check import origins
@@ -48,8 +52,9 @@ def recovery(*, base_url: str, run_dir: Path, tracks: list[dict[str, Any]], comp
 
 # Every check is called with keyword arguments: base_url, run_dir, tracks (the
 # run's track manifest), compression (bool), home (the target's fresh $HOME:
-# its library is home/"Music"), target_kind ("reference" or "auralis"); a
-# check takes what it needs and **_ for the rest.
+# its library is home/"Music"), target_kind ("reference" or "auralis"),
+# target (instrument.target_control.TargetControl: kill, restart, terminate;
+# None outside a wrapper run); a check takes what it needs and **_ for the rest.
 CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
     "recovery": recovery,
     "openapi": openapi,
@@ -60,18 +65,35 @@ CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
     "socket_input": socket_input,
     "backpressure": backpressure,
     "truth": truth,
+    "path_traversal": path_traversal,
+    "concurrent_writes": concurrent_writes,
+    "crash_restart": crash_restart,
+    "shutdown": shutdown,
 }
+
+# checks that end the target run last, whatever order they were asked in
+ENDS_TARGET = ("shutdown",)
+# checks that kill, restart or end the target on purpose (the liveness probe stops before them)
+CONTROLS_TARGET = ("crash_restart", "shutdown")
 
 
 def run_checks(names: tuple[str, ...], **kw: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    names = tuple(n for n in names if n not in ENDS_TARGET) + tuple(n for n in names if n in ENDS_TARGET)
     for name in names:
         fn = CHECKS.get(name)
         if fn is None:
             out[name] = {"skipped": "not available in this version"}
             continue
+        target = kw.get("target")
+        if target is not None and not target.alive():
+            out[name] = {"skipped": "the target was not running (an earlier check could not restart it)"}
+            continue
+        t0 = time.monotonic()
         try:
             out[name] = fn(**kw)
         except Exception as e:
             out[name] = {"outcome": "error", "error": f"{type(e).__name__}: {e}"}
+        if isinstance(out[name], dict):
+            out[name].setdefault("elapsed_s", round(time.monotonic() - t0, 1))  # what each check costs a run
     return out

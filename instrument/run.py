@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gate", action="store_true", help="report only; verdict from findings")
     p.add_argument("--audit-dir", help="also write the audit Markdown into this folder (e.g. docs/audits)")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.add_argument("--checks", help="post-load checks to run instead of the scenario's, comma-separated "
+                                    "(see instrument/checks.py)")
     return p
 
 
@@ -116,6 +118,9 @@ def _finish_existing(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # matplotlib (the reports' plots) keeps its font cache under $HOME/.cache and
+    # $HOME/.config unless told otherwise: the user's HOME is never written
+    os.environ.setdefault("MPLCONFIGDIR", str(PROJECT_ROOT / "runs" / ".mplconfig"))
     if args.list_scenarios:
         for s in catalogue.SCENARIOS.values():
             users = ", ".join(f"{n} {c}" for c, n in s.users.items())

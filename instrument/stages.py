@@ -89,6 +89,7 @@ class Run:
         self.options = {**self.scenario.options, **parse_opts(args.scenario_opt)}
         self.injections = self._injections(args.inject)
         self.track_names, self.track_files = _track_selection(self.scenario, args)
+        self.checks = _checks_option(getattr(args, "checks", None), self.scenario.checks)
         if args.target == "auralis" and self.injections:
             raise RunError("--inject applies to the reference backend only")
         stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
@@ -125,6 +126,7 @@ class Run:
         self.load_samplers: list[ProcessSampler] = []
         self.load: loadgen.LoadRun | None = None
         self.probe = None
+        self.control = None  # the checks' hook to end or restart the target (instrument.target_control)
         self.base_url = ""
         self.home = self.dir / "home"
         self.tracks: list[dict[str, Any]] = []
@@ -272,6 +274,11 @@ def launch(run: Run) -> None:
         print(f"aiomonitor: attach with `python -m aiomonitor.cli -H 127.0.0.1 -p {monitor_port}`", file=sys.stderr)
     run.sampler = ProcessSampler(run.target_proc.pid, run.dir / "samples.jsonl").start()
     run.cpu_sampler = ThreadCpuSampler(run.target_proc.pid, run.dir / CPU_THREADS).start()
+    from .target_control import TargetControl
+
+    run.control = TargetControl(run.target_proc, argv=argv, cwd=run.target.app_dir, env=env, log=run.dir / "target.log",
+                                health_url=f"{run.base_url}/api/health", samples=run.dir / "samples.jsonl",
+                                sampler=run.sampler, startup_timeout_s=args.startup_timeout)
     t0 = time.monotonic()
     try:
         tracks_mod.scan_and_match(run.base_url, run.tracks, run.home / "Music" / tracks_mod.MUSIC_SUBDIR)
@@ -334,14 +341,35 @@ def load(run: Run) -> None:
 
 def checks(run: Run) -> None:
     assert run.target_proc is not None
-    if not run.scenario.checks or not run.target_proc.alive() or (run.probe and run.probe.hung):
+    if not run.checks or not run.target_proc.alive() or (run.probe and run.probe.hung):
         run.doc["stages"]["checks"]["skipped"] = True
         return
     from . import checks as checks_mod
 
-    run.doc["checks"] = checks_mod.run_checks(run.scenario.checks, base_url=run.base_url, run_dir=run.dir,
-                                              tracks=run.tracks, compression=run.args.ws_compression == "on",
-                                              home=run.home, target_kind=run.target.name)
+    if run.probe is not None and set(run.checks) & set(checks_mod.CONTROLS_TARGET):
+        # these checks kill, restart or end the target on purpose: its silence
+        # then is theirs to judge, not a hang (the probe covered the load)
+        _stop_probe(run)
+    try:
+        run.doc["checks"] = checks_mod.run_checks(run.checks, base_url=run.base_url, run_dir=run.dir,
+                                                  tracks=run.tracks, compression=run.args.ws_compression == "on",
+                                                  home=run.home, target_kind=run.target.name, target=run.control)
+    finally:  # a check may have restarted the target: stop and sample the one that runs now
+        if run.control is not None:
+            run.target_proc, run.sampler = run.control.proc, run.control.sampler
+            run.doc["target"]["restarts"] = run.control.restarts
+
+
+def _stop_probe(run: Run) -> None:
+    if run.probe is None:
+        return
+    run.probe.stop()
+    run.doc["liveness"] = run.probe.record()
+    from analysis.validity import hang
+
+    if (h := hang(run.doc)) is not None and run.doc.get("status") == "running":
+        run.invalid(h)
+    run.probe = None
 
 
 def _stop_load(run: Run) -> None:
@@ -356,19 +384,13 @@ def cleanup(run: Run) -> None:
     """Stop load first, then the target: its agent writes profiles and final
     snapshots on a graceful shutdown. Runs however the run ended."""
     with _ignore_interrupts():
-        if run.probe is not None:
-            run.probe.stop()
-            run.doc["liveness"] = run.probe.record()
-            from analysis.validity import hang
-
-            if (h := hang(run.doc)) is not None and run.doc.get("status") == "running":
-                run.invalid(h)
+        _stop_probe(run)
         if run.hurry and run.target_proc is not None and not _keeps_profiles(run):
             # seconds count now: the load generator and the target share one short grace
             stop_together([*(run.load.procs if run.load else []), run.target_proc], TARGET_GRACE_S["hurry"])
         _stop_load(run)
         if run.target_proc is not None:
-            was_alive = run.target_proc.alive()
+            was_alive = run.target_proc.alive() or bool(run.control is not None and run.control.ended_by_check)
             grace = ("profiles" if _keeps_profiles(run)
                      else "hurry" if run.hurry or (run.probe and run.probe.hung) else "normal")
             t0 = time.monotonic()
@@ -700,6 +722,19 @@ def _track_selection(scenario: catalogue.Scenario, args: argparse.Namespace) -> 
     except tracks_mod.TrackError as e:
         raise RunError(str(e)) from None
     return list(dict.fromkeys(names)), track_files
+
+
+def _checks_option(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """--checks a,b: those checks instead of the scenario's (unknown names are bad input)."""
+    if not text:
+        return tuple(default)
+    from .checks import CHECKS
+
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown or not names:
+        raise RunError(f"unknown check '{unknown[0] if unknown else text}' (known: {', '.join(CHECKS)})")
+    return names
 
 
 def _stream_allowance(options: dict[str, Any]) -> float:

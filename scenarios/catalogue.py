@@ -102,7 +102,7 @@ SCENARIOS: dict[str, Scenario] = {
             duration_s=90,
             tracks=("timecode", "pink", "sweep", "sine", "silence-lead", "short"),
             checks=("truth", "recovery", "openapi", "origins", "bad_files", "ws_contract", "isolation", "socket_input",
-                    "backpressure"),
+                    "backpressure", "path_traversal", "concurrent_writes", "crash_restart", "shutdown"),
         ),
     ]
 }

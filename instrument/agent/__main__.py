@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         meter.register(getattr(monitor, "_ui_thread", None))
 
     sendbuffers = SendBufferSampler(log, server.server_state, code_roots=roots)
+    from .lifecycle import watch_shutdown  # imported before the loop runs: an import on it is a stall
+
 
     async def serve() -> None:
         watchdog.start(loop)
@@ -217,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"agent: could not read the app's routes: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
         routes_task = asyncio.ensure_future(routes_once_started())  # noqa: F841 (kept referenced until serve ends)
+        shutdown_watch = asyncio.ensure_future(watch_shutdown(server, out, roots))  # the shutdown check's evidence
         try:
             await server.serve()
         finally:
+            shutdown_watch.cancel()
             sendbuffers.stop()
             watchdog.stop()
 
@@ -231,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     meter.start()
     try:
         loop.run_until_complete(serve())
+        from .lifecycle import record_threads, watch_exit
+
+        record_threads(out, roots)  # what still runs once the server has shut down (the shutdown check)
+        watch_exit(out)
     finally:
         meter.write()  # before the profilers' own shutdown work, which is not the target's
         if monitor is not None:

@@ -18,11 +18,12 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
 
 from .injections import parse_injections
 from .library import Library, ScanError
+from .store import Store
 from .session import Options, Session, Shared, allowed_origins, options_from_env
 
 class ScanRequest(BaseModel):
@@ -47,6 +48,10 @@ class TrackPage(BaseModel):
     has_more: bool
 
 
+# the file routes answer audio, as their OpenAPI entry says (the openapi check holds them to it)
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the audio file", "content": {"audio/x-wav": {}, "audio/wav": {}, "audio/flac": {}}}}
+
 EXECUTOR_THREADS = 8
 
 
@@ -62,6 +67,35 @@ async def _warm_executor(app: FastAPI):
     barrier = threading.Barrier(EXECUTOR_THREADS)
     await asyncio.gather(*[loop.run_in_executor(pool, barrier.wait) for _ in range(EXECUTOR_THREADS)])
     yield
+    # renders still running for streams that uvicorn closed finish before we exit
+    await loop.shutdown_default_executor()
+    store = getattr(app.state, "store", None)
+    if store is not None:  # commit and checkpoint the settings database at shutdown
+        store.close()
+
+
+class SettingsUpdate(BaseModel):
+    theme: str | None = None
+    volume: float | None = Field(None, ge=0.0, le=1.0)
+    default_preset: str | None = None
+
+
+class Preset(BaseModel):
+    name: str = Field(..., min_length=1, max_length=200)
+    intensity: float = Field(1.0, ge=0.0, le=1.0)
+    eq_gain_db: float = Field(0.0, ge=-12.0, le=12.0)
+
+
+def _helper_process(tmp: str) -> None:
+    """shutdown-leaks-children: a helper started in its own session (so
+    neither the server's exit nor a signal to its process group reaches it),
+    living 120 s past the server (its argv names TMPDIR, so a run finds it)."""
+    import subprocess
+    import sys
+
+    subprocess.Popen([sys.executable, "-c", "import time,sys; time.sleep(120)", tmp],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
 
 
 def create_app(injections: frozenset[str] = frozenset(), options: dict[str, Any] | None = None) -> FastAPI:
@@ -77,6 +111,8 @@ def create_app(injections: frozenset[str] = frozenset(), options: dict[str, Any]
     o = Options(**opts)
     shared = Shared(lib=Library(home), opts=o, injections=injections, slots=asyncio.Semaphore(o.max_streams))
     app = FastAPI(title="earshot reference backend", version="1", lifespan=_warm_executor)
+    app.state.store = store = Store(shared.lib.home, injections)
+    helpers: list[bool] = []
     if "cors-wildcard-credentials" in injections:
         app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=True, allow_methods=["*"],
                            allow_headers=["*"])
@@ -122,8 +158,53 @@ def create_app(injections: frozenset[str] = frozenset(), options: dict[str, Any]
             raise HTTPException(status_code=404, detail="Track not found")
         return t
 
+    @app.get("/api/settings")
+    async def get_settings() -> dict[str, Any]:
+        return await asyncio.to_thread(store.settings)
+
+    @app.put("/api/settings")
+    async def put_settings(req: SettingsUpdate) -> dict[str, Any]:
+        return await asyncio.to_thread(store.update_settings, req.model_dump())
+
+    @app.get("/api/presets")
+    async def get_presets() -> list[dict[str, Any]]:
+        return await asyncio.to_thread(store.presets)
+
+    @app.post("/api/presets")
+    async def post_preset(req: Preset) -> dict[str, Any]:
+        return await asyncio.to_thread(store.add_preset, req.model_dump())
+
+    @app.get("/api/library/tracks/{track_id}/file", response_class=FileResponse, responses=FILE_RESPONSES)
+    async def track_file(track_id: int) -> Any:
+        t = shared.lib.get(track_id)
+        if t is None:
+            raise HTTPException(status_code=404, detail="Track not found")
+        return FileResponse(t["filepath"])
+
+    @app.get("/api/library/file", response_class=FileResponse, responses=FILE_RESPONSES)
+    async def library_file(path: str = Query(..., description="a file's path relative to the library (~/Music)")) -> Any:
+        music = shared.lib.home / "Music"
+        if "\x00" in path:
+            raise HTTPException(status_code=400, detail="bad path")
+        target = music / path
+        if "path-traversal" not in injections:
+            # resolve symlinks and .., then refuse anything outside the library
+            target = target.resolve()
+            if not target.is_relative_to(music.resolve()):
+                raise HTTPException(status_code=403, detail="path outside the library")
+        try:
+            found = target.is_file()
+        except OSError:  # a name too long for the filesystem
+            found = False
+        if not found:
+            raise HTTPException(status_code=404, detail="file not found")
+        return FileResponse(str(target))
+
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket) -> None:
+        if "shutdown-leaks-children" in injections and not helpers:
+            helpers.append(True)
+            _helper_process(os.environ.get("TMPDIR", "/tmp"))
         session = Session(ws, shared)
         if "cors-wildcard-credentials" in injections:
             await ws.accept()  # any Origin, as the wildcard CORS policy

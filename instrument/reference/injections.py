@@ -85,6 +85,21 @@ INJECTIONS: dict[str, str] = {
                         "chunk ending at the track's end, so it replays (30 s - duration) of audio (11.5 s on the "
                         "18.5 s `short` track) -> a backward position_jump of that size at the first boundary "
                         "(HIGH), the stream that much too long",
+    "restart-loses-settings": "REST: PUT /api/settings is acknowledged but kept in memory, written to the SQLite "
+                              "database only at a clean shutdown -> crash_restart check: restart_lost_state naming "
+                              "GET /api/settings (the settings written before the kill -9 are gone after the restart), "
+                              "nothing else",
+    "unsafe-concurrent-write": "REST: POST /api/presets does a read-modify-write of one JSON row outside any lock, on a "
+                               "fresh SQLite connection with busy timeout 0 -> concurrent_writes check: "
+                               "db_locked_500 and lost_acknowledged_writes naming POST /api/presets",
+    "path-traversal": "REST: GET /api/library/file?path= joins the path onto ~/Music without resolving it or "
+                      "confining it to the library (../, encoded ../, absolute paths and symlinks planted in the "
+                      "library all reach outside) -> path_traversal check: a CRITICAL path_traversal finding naming "
+                      "GET /api/library/file (the canary outside the library served), nothing for "
+                      "GET /api/library/tracks/{track_id}/file",
+    "shutdown-leaks-children": "the first /ws connection starts a helper process in its own session that outlives "
+                               "the server by 120 s -> shutdown check: shutdown_orphan_children (1 process), "
+                               "nothing else",
 }
 
 
@@ -157,6 +172,12 @@ PROMISES: dict[str, tuple[Promise, ...]] = {
                                         "worst_magnitude", 20.0, 40.0),),
     "short-track-trim": (Promise("position_jump", "CRITICAL", "11.5 s replayed at the first boundary of `short`",
                                  "worst_magnitude", 10.5, 12.5),),
+    # lifecycle checks (issue 19), checked by tests/e2e/test_lifecycle_checks.py
+    "restart-loses-settings": (Promise("restart_lost_state", "HIGH", "settings written before a kill -9 are gone"),),
+    "unsafe-concurrent-write": (Promise("db_locked_500", "HIGH", "'database is locked' leaks as a 500"),
+                                Promise("lost_acknowledged_writes", "CRITICAL", "acknowledged preset writes lost")),
+    "path-traversal": (Promise("path_traversal", "CRITICAL", "the canary outside the library is served"),),
+    "shutdown-leaks-children": (Promise("shutdown_orphan_children", "HIGH", "1 process outlives the backend"),),
 }
 
 

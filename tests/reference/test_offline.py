@@ -44,7 +44,9 @@ def test_injection_names_and_parse():
                                "schema-violation", "cors-wildcard-credentials", "bad-file-hang",
                                "bad-file-traceback",  # http checks (issue 9)
                                "seek-offset", "resume-replay", "stale-after-seek", "attenuate-after-silence",
-                               "short-track-trim"}  # position truth (issue 14)
+                               "short-track-trim",  # position truth (issue 14)
+                               "restart-loses-settings", "unsafe-concurrent-write", "path-traversal",
+                               "shutdown-leaks-children"}  # lifecycle checks (issue 19)
     assert all("->" in d for d in INJECTIONS.values()), "each description says what a tool must report"
     assert "1048576 bytes" in INJECTIONS["leak-on-disconnect"]
     assert parse_injections("") == frozenset()

@@ -1,0 +1,143 @@
+"""The four lifecycle checks (crash_restart, concurrent_writes, path_traversal,
+shutdown) run alone via --checks on a short smoke run of the reference: the
+clean backend gives none of their findings and exits 0, with a sentinel HOME
+for the wrapper left byte-identical; the backend with the four injections
+gives exactly the findings each injection promises, and no process of either
+run survives it."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis.model import load_findings
+
+from .helpers import ROOT, leftovers, run_json
+
+pytestmark = pytest.mark.slow
+CHECKS = "crash_restart,concurrent_writes,path_traversal,shutdown"
+INJECT = "restart-loses-settings,unsafe-concurrent-write,path-traversal,shutdown-leaks-children"
+OURS = {"path_traversal", "path_input_server_error", "db_integrity_failed", "db_locked_500", "concurrent_write_500",
+        "lost_acknowledged_writes", "stream_broken_by_writes", "restart_lost_state", "stale_lock_blocks_start",
+        "no_restart_after_crash", "no_stream_after_restart", "shutdown_timeout", "shutdown_orphan_children",
+        "shutdown_port_open", "shutdown_threads_running", "shutdown_temp_files_left", "shutdown_wal_not_checkpointed"}
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = "link:" + os.readlink(p)
+        elif p.is_file():
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            out[rel] = "dir"
+    return out
+
+
+def _start(out: Path, *extra: str, home: Path) -> subprocess.Popen:
+    env = {**os.environ, "HOME": str(home)}  # the wrapper's own HOME: a sentinel it must not touch
+    return subprocess.Popen([sys.executable, "-m", "instrument.run", "--quiet", "--scenario", "smoke", "--duration", "6",
+                             "--track-seconds", "20", "--checks", CHECKS, "--out", str(out), *extra],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(p: subprocess.Popen) -> subprocess.CompletedProcess:
+    try:
+        out, err = p.communicate(timeout=280)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("lifecycle")
+    home = base / "sentinel-home"
+    (home / "Music" / "album").mkdir(parents=True)
+    (home / "Music" / "album" / "song.wav").write_bytes(b"RIFF" + bytes(range(256)) * 4)
+    (home / ".config").mkdir()
+    (home / ".config" / "settings.json").write_text('{"user": "sentinel"}')
+    (home / "notes.txt").write_text("do not touch\n")
+    (home / "link-to-notes").symlink_to(home / "notes.txt")
+    before = _tree_digest(home)
+    # side by side: most of each run is waiting (restart, write storm, grace periods)
+    clean_p = _start(base / "clean", home=home)
+    injected_p = _start(base / "injected", "--inject", INJECT, home=home)
+    clean, injected = _finish(clean_p), _finish(injected_p)
+    return {"base": base, "clean": clean, "injected": injected, "home": home, "before": before}
+
+
+def _findings(run_dir: Path):
+    return load_findings((run_dir / "findings.json").read_text())[0]
+
+
+def test_clean_reference_gives_none_of_these_findings_and_passes(runs):
+    out, r = runs["base"] / "clean", runs["clean"]
+    ours = [f for f in _findings(out) if f.kind in OURS]
+    assert ours == [], [(f.kind, f.location.render(), f.evidence[:2]) for f in ours]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    doc = run_json(out)
+    assert doc["status"] == "ok"
+    c = doc["checks"]
+    assert set(c) == set(CHECKS.split(","))
+    cr = c["crash_restart"]
+    assert cr["outcome"] == "done" and cr["kill_exit_code"] == -9 and cr["stream_playing_at_kill"]
+    assert cr["restarted_pid"] != cr["killed_pid"] and cr["restart_healthy_s"] > 0
+    assert [i["result"] for i in cr["integrity"]] == ["ok"] and cr["stream_after"]["outcome"] == "completed"
+    assert {w["route"] for w in cr["writes"]} == {"PUT /api/settings", "POST /api/presets"}
+    cw = c["concurrent_writes"]
+    assert {r["route"]: r["mode"] for r in cw["routes"]} == {"PUT /api/settings": "overwriting",
+                                                             "POST /api/presets": "accumulating"}
+    assert cw["read_back"]["POST /api/presets"]["acked"] >= 20 and cw["stream_results"]
+    pt = c["path_traversal"]
+    assert pt["served"] == [] and pt["probes"] >= 20 and pt["ws"]["sent"] >= 20
+    assert {t["route"] for t in pt["targets"]} == {"GET /api/library/file", "GET /api/library/tracks/{track_id}/file"}
+    sd = c["shutdown"]
+    assert sd["stream_open"] and sd["exit_code"] == 0 and sd["exit_s"] < sd["grace_s"]
+    # the agent recorded the threads once the server had shut down: the pool was shut down with it
+    assert sd["threads_at_exit"]["pid"] == sd["pid"] and sd["threads_at_exit"]["threads"] == []
+    assert [w["wal_bytes"] for w in sd["wal"]] == [0]
+    # the restarted target is the one the wrapper stopped, and nothing of the run is left
+    assert doc["target"]["restarts"][0]["pid"] == cr["restarted_pid"]
+    assert leftovers(out) == []
+
+
+def test_each_injection_gives_its_promised_finding(runs):
+    out, r = runs["base"] / "injected", runs["injected"]
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    got = {(f.kind, f.location.route) for f in _findings(out) if f.kind in OURS}
+    assert got == {("restart_lost_state", "GET /api/settings"), ("db_locked_500", "POST /api/presets"),
+                   ("lost_acknowledged_writes", "POST /api/presets"), ("path_traversal", "GET /api/library/file"),
+                   ("shutdown_orphan_children", None)}, got
+    by = {f.kind: f for f in _findings(out)}
+    assert by["path_traversal"].severity == "CRITICAL" and by["lost_acknowledged_writes"].severity == "CRITICAL"
+    # the settings written before kill -9 are the ones lost: every field of the write
+    assert by["restart_lost_state"].figures["differences"] == 3
+    assert by["lost_acknowledged_writes"].figures["lost"] >= 1
+    served = {h["form"] for h in run_json(out)["checks"]["path_traversal"]["served"]}
+    assert {"dotdot", "encoded", "absolute", "symlink:es-canary-link.txt"} <= served, served
+    assert by["shutdown_orphan_children"].figures["processes"] == 1
+    assert leftovers(out) == []  # the helper that escaped the process group was killed by the check
+
+
+def test_sentinel_home_is_byte_identical_and_nothing_is_written_outside_the_run(runs):
+    assert _tree_digest(runs["home"]) == runs["before"]
+    for name in ("clean", "injected"):
+        out = runs["base"] / name
+        canary = out / "checks" / "path_traversal" / "canary.txt"
+        assert canary.exists()
+        assert not list((out / "home" / "Music").glob("es-canary-link*"))  # the planted links are removed
+
+
+def test_an_unknown_check_is_bad_input(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "instrument.run", "--scenario", "smoke", "--checks", "crash_restart,nope",
+                        "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown check 'nope'" in r.stderr
+    assert not (tmp_path / "x").exists()
