@@ -7,6 +7,8 @@ from typing import Any
 KINDS = (
     "length_mismatch", "dropped_samples", "repeated_samples", "click", "level_step",
     "spectral_step", "gap", "crossfade_dip", "passthrough", "clipping", "sample_rate_or_channels",
+    # position truth (position.py)
+    "position_error", "position_jump", "stale_audio_after_seek", "announced_position_mismatch", "attenuation",
 )
 
 

@@ -38,3 +38,39 @@ def plot_defect(x: np.ndarray, sr: int, time_s: float, out_path: Path, *, title:
     fig.savefig(out_path, dpi=80)
     plt.close(fig)
     return out_path
+
+
+def plot_position_trace(pos, out_path: Path, *, title: str = "") -> Path:
+    """Output time against source time for one stream (a PositionResult):
+    where each window of the capture lies in the source, the requested
+    position marked, the line a correct stream follows drawn, and each jump
+    marked. An offset, a replay or a jump is visible at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tr = pos.trace
+    t, src = tr.times_s(), tr.source_s()
+    known = np.isfinite(src)
+    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    end_t = tr.n_frames / tr.sr
+    if pos.requested_s is not None:
+        ax.plot([0, end_t], [pos.requested_s, pos.requested_s + end_t], color="0.6", lw=1.0, ls="--",
+                label=f"as requested (from {pos.requested_s:.2f} s)")
+        ax.plot([0], [pos.requested_s], "o", color="tab:green", ms=8, label="requested position")
+    ax.plot(t[known], src[known], ".", color="tab:blue", ms=3, label="measured source position")
+    for j in pos.jumps:
+        ax.axvline(j["time_s"], color="tab:red", lw=0.8)
+        ax.annotate(f"{j['size_s']:+.2f} s", (j["time_s"], j["to_s"]), fontsize=8, color="tab:red",
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("stream (output) time, s")
+    ax.set_ylabel("source time, s")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left", fontsize=7)
+    ax.grid(alpha=0.3)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=80)
+    plt.close(fig)
+    return out_path

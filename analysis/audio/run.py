@@ -16,6 +16,8 @@ from .capture import analyse_capture
 from .defect import AudioDefect
 from .format import detect_format_changes
 from .geometry import geometry_from_events
+from .position import PositionResult, Request, aligned_by_trace, detect_attenuation, detect_position_defects
+from .requests import RequestMatcher, requested_position
 
 # Streams the client ended itself, or that a seek replaced, are short by
 # design: never a length defect of the server. "never_ended" (the server went
@@ -27,7 +29,13 @@ DIMENSION = {
     "sample_rate_or_channels": "WebSocket Streaming",
     "passthrough": "Processing Engine",
     "clipping": "Processing Engine",
+    "position_error": "Seek & Buffering",
+    "position_jump": "Seek & Buffering",
+    "stale_audio_after_seek": "Seek & Buffering",
+    "announced_position_mismatch": "Seek & Buffering",
+    "attenuation": "Chunked Processing",
 }
+POSITION_KINDS = ("position_error", "position_jump", "stale_audio_after_seek", "announced_position_mismatch")
 
 TEXT = {
     "click": ("audible click at chunk boundaries", "A waveform discontinuity at the join of two chunks is heard as a click on every playback that crosses it.",
@@ -50,6 +58,29 @@ TEXT = {
                  "Leave headroom or limit before the output stage."),
     "length_mismatch": ("stream length differs from the source", "The client receives more or fewer samples than the track has (or than audio_stream_end declares).",
                         "Make the sent frame count equal the source's, and audio_stream_end.total_samples equal what was sent."),
+    "position_error": ("stream starts away from the requested position",
+                       "The listener asked for one point of the track and hears another: a seek or resume lands "
+                       "early (audio heard twice) or late (audio skipped).",
+                       "Derive the first delivered frame from the requested position (start chunk + offset into it) "
+                       "and trim the first chunk by exactly that offset."),
+    "position_jump": ("source position jumps inside the stream",
+                      "Mid-stream the audio continues from another point of the track: a backward jump replays "
+                      "audio, a forward one loses it.",
+                      "Make each chunk start where the previous one ended in the source; check the chunk plan for "
+                      "chunks that are clamped, re-based or re-sent."),
+    "stale_audio_after_seek": ("stale audio played after a seek",
+                               "After a seek the listener first hears audio of the old position, then the new one.",
+                               "Cancel the old stream's pending chunk before the new epoch starts; never tag "
+                               "audio rendered for the old position with the new epoch."),
+    "announced_position_mismatch": ("announced start position differs from the audio sent",
+                                    "The player shows one position while the audio plays another: progress "
+                                    "bars and resume points drift.",
+                                    "Announce in audio_stream_start the source time of the first frame actually "
+                                    "sent."),
+    "attenuation": ("audio far quieter than the source over a span",
+                    "Music drops out (>= 20 dB quieter than the source) for a second or more, then returns.",
+                    "Find the gain stage that starts from a state made on silence (a normaliser or limiter "
+                    "envelope, a fade-in) and carry or reset it correctly."),
     "sample_rate_or_channels": ("sample rate or channel count changes", "The client must resample or remap mid-stream, or plays at the wrong speed.",
                                 "Keep the declared format equal to the source's and to every chunk's counts."),
 }
@@ -68,8 +99,17 @@ def _severity(kind: str, magnitude: float, stream_type: str, every_playback: boo
         return "CRITICAL" if stream_type == "enhanced" else "HIGH"
     if kind in ("click", "gap"):
         return "CRITICAL" if every_playback else "HIGH"
-    if kind in ("dropped_samples", "repeated_samples", "passthrough", "sample_rate_or_channels"):
+    if kind in ("dropped_samples", "repeated_samples", "passthrough", "sample_rate_or_channels",
+                "stale_audio_after_seek"):
         return "HIGH"
+    if kind in ("position_jump", "attenuation"):
+        # audio lost, replayed or dropped out: on every playback it is the worst the table has
+        return "CRITICAL" if every_playback else "HIGH"
+    if kind == "position_error":
+        # a 5 s offset or a replay of a chunk is HIGH; a few frames to a few hundred ms, MEDIUM
+        return "HIGH" if abs(magnitude) >= 0.5 else "MEDIUM"
+    if kind == "announced_position_mismatch":
+        return "MEDIUM"
     if kind in ("level_step", "spectral_step", "crossfade_dip"):
         return "HIGH" if abs(magnitude) >= 3.0 else "MEDIUM"
     return "MEDIUM"
@@ -109,7 +149,11 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
     n_streams = n_boundaries = n_defects = 0
     captures: dict[str, tuple[np.ndarray, int, Any]] = {}
     played: set[str] = set()  # stream types the run played, with or without audio to analyse
-    for st in list_streams(run_dir):
+    streams = list_streams(run_dir)
+    matcher = RequestMatcher(run_dir, streams)
+    positions: dict[str, tuple[PositionResult, Any]] = {}
+    pos_figures = {"placed": 0, "error_max": 0.0, "jumps": 0, "stale": 0, "atten_max": 0.0}
+    for st in streams:
         start = st.start or {}
         summ = st.summary
         stype = str(summ.get("stream_type") or start.get("stream_type") or "unknown")
@@ -136,13 +180,30 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
         declared = end.get("total_samples") if ended == "completed" else None
         # a seek position travels in seconds: when it falls between two frames,
         # whether the server floors or rounds it is its business (+-1 frame)
-        # (18.74 s x 48 kHz is 899519.99999... in binary: a floor gives one
-        # frame less than the decimal says, so any position past 0 may be +-1)
-        between = float(pos or 0.0) > 0
+        # (and 22.4 s * 44100 is 987839.99999... in floating point, which a
+        # server's int() floors: only an exact product is one frame)
+        between = float(pos or 0.0) * sr != offset
         res = analyse_capture(x, sr, b, source=source, source_offset=offset, enhanced=(stype == "enhanced"),
                               expected_frames=expected, declared_total=declared,
                               length_tolerance=1 if between else 0)
         defects = list(res.defects)
+        if source is not None and len(source):
+            pres = _position_defects(st, x, sr, source, b, stype, matcher)
+            if pres is not None:
+                positions[st.id] = pres
+                pos_defects = pres[0].defects + pres[1]
+                defects = _explained_lengths(defects, pres[0], offset, sr) + pos_defects
+                if pres[0].start_s is not None:
+                    pos_figures["placed"] += 1
+                for d in pos_defects:
+                    if d.kind == "position_error":
+                        pos_figures["error_max"] = max(pos_figures["error_max"], abs(d.magnitude))
+                    elif d.kind == "position_jump":
+                        pos_figures["jumps"] += 1
+                    elif d.kind == "stale_audio_after_seek":
+                        pos_figures["stale"] += 1
+                    elif d.kind == "attenuation":
+                        pos_figures["atten_max"] = max(pos_figures["atten_max"], d.detail.get("max_db", d.magnitude))
         defects += detect_format_changes(
             declared=[(start.get("sample_rate"), start.get("channels"))] if start else [],
             capture=(sr, x.shape[1]),
@@ -166,9 +227,15 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
             groups[key].append({"stream": st.id, "scenario": summ.get("scenario"), "stream_type": stype,
                                 "defects": ds, "n_boundaries": len(b), "track": tinfo.get("name") or track_id,
                                 "boundaries_s": res.boundaries_s})
-    findings = [_finding(key, items, streams_by_type, captures, run_dir, plots) for key, items in sorted(groups.items())]
+    findings = [_finding(key, items, streams_by_type, captures, run_dir, plots, positions)
+                for key, items in sorted(groups.items())]
     metrics = {"audio_findings": float(len(findings)), "audio_streams_analysed": float(n_streams),
-               "audio_boundaries_checked": float(n_boundaries), "audio_defects": float(n_defects)}
+               "audio_boundaries_checked": float(n_boundaries), "audio_defects": float(n_defects),
+               "position_streams_placed": float(pos_figures["placed"]),
+               "position_error_max_s": float(pos_figures["error_max"]),
+               "position_jumps": float(pos_figures["jumps"]),
+               "stale_audio_streams": float(pos_figures["stale"]),
+               "attenuation_max_db": float(pos_figures["atten_max"])}
     for stype in sorted(played - {"unknown"}):
         metrics[f"audio_streams_analysed_{stype}"] = float(streams_by_type.get(stype, 0))
     if played:
@@ -179,8 +246,74 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
     return findings, metrics
 
 
+def _position_defects(st: Any, x: np.ndarray, sr: int, source: np.ndarray, b: np.ndarray, stype: str,
+                      matcher: RequestMatcher) -> tuple[PositionResult, list[AudioDefect], Any] | None:
+    """Position truth and attenuation of one stream (see position.py)."""
+    if source.shape[1] != x.shape[1]:
+        source = np.repeat(source[:, :1], x.shape[1], axis=1) if source.shape[1] == 1 else source[:, : x.shape[1]]
+    cands = matcher.candidates(st)
+    positions = [(i, requested_position(m), m) for i, m in cands]
+    positions = [p for p in positions if p[1] is not None]
+    start = st.start or {}
+    announced = start.get("seek_position") if start.get("is_seek") else None
+    announced = float(announced) if isinstance(announced, (int, float)) and not isinstance(announced, bool) else None
+    if positions:
+        last = positions[-1]
+        req = Request(last[1], str(last[2].get("type")), announced, [p[1] for p in positions[:-1]])
+    else:
+        req = Request(None, "", announced)
+    enhanced = stype == "enhanced"
+    res = detect_position_defects(x, source, sr, req, boundaries=b, enhanced=enhanced)
+    if positions:
+        chosen = next((p for p in reversed(positions) if p[1] == res.requested_s), positions[-1])
+        matcher.answered(st, chosen[0])
+        res.request_kind = str(chosen[2].get("type"))  # type: ignore[attr-defined]
+    src_al = aligned_by_trace(source, res.trace, len(x))
+    atten = detect_attenuation(x, src_al, sr)
+    return res, atten, src_al
+
+
+def _explained_lengths(defects: list[AudioDefect], pos: PositionResult, offset: int, sr: int) -> list[AudioDefect]:
+    """A length mismatch against the source that a wrong start or a jump
+    explains to the frame is that defect's consequence, not a second one."""
+    if pos.start_s is None:
+        return defects
+    explained = (offset - pos.start_s * sr) - sum(j["size_s"] * sr for j in pos.jumps)
+    out = []
+    for d in defects:
+        if (d.kind == "length_mismatch" and d.detail.get("versus") == "source"
+                and (pos.jumps or abs(pos.start_s * sr - offset) > 1) and abs(d.magnitude - explained) <= 32):
+            continue
+        out.append(d)
+    return out
+
+
+def _position_evidence(it: dict[str, Any], d: AudioDefect) -> str:
+    dd = d.detail
+    head = f"stream {it['stream']} ({it['track']}): "
+    if d.kind == "position_error":
+        ann = f", announced {dd['announced_s']:.3f} s" if dd.get("announced_s") is not None else ""
+        return (head + f"{dd.get('request')} asked {dd['requested_s']:.3f} s, audio starts at {dd['actual_s']:.3f} s "
+                f"of the source ({d.magnitude:+.3f} s){ann}")
+    if d.kind == "position_jump":
+        where = f"boundary {d.boundary_index}, " if d.boundary_index is not None else "inside a chunk, "
+        return (head + f"at t={d.time_s:.3f} s ({where}) the source jumps {dd['from_s']:.3f} -> {dd['to_s']:.3f} s "
+                f"({d.magnitude:+.3f} s, {dd['direction']})")
+    if d.kind == "stale_audio_after_seek":
+        return (head + f"{dd.get('request')} to {dd['requested_s']:.3f} s: the first {d.magnitude:.3f} s play "
+                f"{dd['stale_from_s']:.3f}-{dd['stale_until_s']:.3f} s of the source, then the requested position")
+    if d.kind == "announced_position_mismatch":
+        return (head + f"audio starts at {dd['actual_s']:.3f} s as asked ({dd['requested_s']}), audio_stream_start "
+                f"announces {dd['announced_s']:.3f} s")
+    if d.kind == "attenuation":
+        rec = f"recovers at {dd['recovery_s']:.2f} s" if dd.get("recovery_s") is not None else "never recovers"
+        return (head + f"from t={dd['onset_s']:.2f} s the capture is {d.magnitude:.1f} dB (max {dd['max_db']:.1f}) "
+                f"below the source over {dd['attenuated_s']:.1f} s of signal; {rec}")
+    return head + f"t={d.time_s:.3f} s, {d.magnitude:.3f} {d.unit}"
+
+
 def _finding(key: str, items: list[dict[str, Any]], streams_by_type: dict[str, int], captures: dict,
-             run_dir: Path, plots: bool) -> Finding:
+             run_dir: Path, plots: bool, positions: dict | None = None) -> Finding:
     kind, stype, pattern = key.split("|")
     all_d = [(it, d) for it in items for d in it["defects"]]
     worst_it, worst = max(all_d, key=lambda p: (abs(p[1].magnitude) if p[1].unit != "dBFS" else p[1].magnitude, p[1].score))
@@ -190,13 +323,33 @@ def _finding(key: str, items: list[dict[str, Any]], streams_by_type: dict[str, i
     evidence = [f"{len(items)} of {streams_by_type.get(stype, 0)} {stype} stream(s) show it; "
                 f"{n_b} boundary instance(s); pattern: {pattern}"]
     for it, d in all_d[:20]:
+        if kind in POSITION_KINDS or kind == "attenuation":
+            evidence.append(_position_evidence(it, d))
+            continue
         where = f"boundary {d.boundary_index} " if d.boundary_index is not None else ""
         evidence.append(f"stream {it['stream']} ({it['track']}): {where}t={d.time_s:.4f} s, "
                         f"{d.magnitude:.2f} {d.unit}, score {d.score:.1f}, false-alarm rate {d.false_alarm_rate:.2g}")
     if len(all_d) > 20:
         evidence.append(f"... and {len(all_d) - 20} more")
     artifacts = []
-    if plots and worst_it["stream"] in captures:
+    if plots and kind in POSITION_KINDS and positions:
+        from .plots import plot_position_trace
+
+        # one trace per affected stream (up to 6): a jump, a replay or an offset is visible at a glance
+        for it in items[:6]:
+            if it["stream"] not in positions:
+                continue
+            pres = positions[it["stream"]][0]
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"position_{it['stream']}") + ".png"
+            try:
+                p = plot_position_trace(pres, run_dir / "plots" / name,
+                                        title=f"{kind}: stream {it['stream']} ({it['track']}, {stype})")
+                if relpath(p, run_dir) not in artifacts:
+                    artifacts.append(relpath(p, run_dir))
+                evidence.append(f"position trace: {relpath(p, run_dir)}")
+            except Exception as e:  # a plot must never cost the finding
+                evidence.append(f"plot failed: {type(e).__name__}")
+    elif plots and worst_it["stream"] in captures:
         from .plots import plot_defect
 
         x, sr, src = captures[worst_it["stream"]]
@@ -208,6 +361,21 @@ def _finding(key: str, items: list[dict[str, Any]], streams_by_type: dict[str, i
             evidence.append(f"plot: {relpath(p, run_dir)}")
         except Exception as e:  # a plot must never cost the finding
             evidence.append(f"plot failed: {type(e).__name__}")
+    if kind in POSITION_KINDS or kind == "attenuation":
+        desc = (f"{title[0].upper() + title[1:]} on the {stype} path: worst {worst.magnitude:+.3f} {worst.unit} at "
+                f"t={worst.time_s:.3f} s of stream {worst_it['stream']}. Where each part of the capture lies in the "
+                f"source is measured by correlation against the source track (a position trace every 0.25 s), and "
+                f"compared with the position the client requested (play start_position or seek position) and the "
+                f"one audio_stream_start announced.")
+        figures = {"worst_magnitude": float(worst.magnitude), "affected_streams": float(len(items)),
+                   "affected_boundaries": float(n_b), "score": float(worst.score), "false_alarm_rate": 0.0}
+        return Finding(
+            kind=kind, title=f"{title[0].upper() + title[1:]} ({stype} path)",
+            severity=_severity(kind, worst.magnitude, stype, every),
+            dimension=DIMENSION.get(kind, "Chunked Processing"),
+            description=desc, impact=impact, suggested_fix=fix,
+            location=Location(scenario=worst_it["scenario"], stream=worst_it["stream"], time_s=float(worst.time_s)),
+            evidence=evidence, figures=figures, artifacts=artifacts, key=key)
     desc = (f"{title[0].upper() + title[1:]} on the {stype} path: worst {worst.magnitude:.2f} {worst.unit} at "
             f"t={worst.time_s:.3f} s of stream {worst_it['stream']}. Boundaries come from the stream's own "
             f"chunk_index changes ({', '.join(f'{b:.2f}' for b in worst_it['boundaries_s'][:8])} s); each boundary "

@@ -63,6 +63,26 @@ INJECTIONS: dict[str, str] = {
                             "goes unanswered while it stays open -> socket_input check: socket_input_no_reply and "
                             "socket_input_dead_connection for track_id_string, start_position_string, "
                             "seek_position_string",
+    "seek-offset": "both paths: a `seek` streams from N s after the requested position (N = 5, or "
+                   "EARSHOT_REF_SEEK_OFFSET_S) while audio_stream_start still announces the requested one, as "
+                   "Auralis's enhanced seek once landed 5 s late -> a HIGH position_error of +N s on every seeked "
+                   "stream (Seek & Buffering), and no position finding on plays",
+    "resume-replay": "both paths: a play_normal/play_enhanced with start_position streams from the start of the "
+                     "chunk holding that position (announcing the requested one), as Auralis's normal-path resume "
+                     "once did -> a position_error of -(start_position - chunk start) s, up to -15 s, on every "
+                     "positioned play; HIGH when >= 0.5 s",
+    "stale-after-seek": "both paths: after a seek that interrupts a stream of the same track, the first 300 KB frame "
+                        "(~0.87 s) of the chunk the old stream would have sent next is sent on the NEW epoch before "
+                        "the new audio -> stale_audio_after_seek of ~0.87 s on seeked streams that received more "
+                        "than that (HIGH, Seek & Buffering)",
+    "attenuate-after-silence": "both paths: the first 3 s of audio after a leading digital silence of >= 1 s are "
+                               "sent 30 dB quieter (the silence-lead track: 25.0-28.0 s) -> an attenuation finding "
+                               "of ~30 dB with onset at the end of the silence and recovery 3 s later (Chunked "
+                               "Processing), on streams that play that span",
+    "short-track-trim": "both paths: on a track shorter than two 15 s chunks, the last chunk is cut as a full 15 s "
+                        "chunk ending at the track's end, so it replays (30 s - duration) of audio (11.5 s on the "
+                        "18.5 s `short` track) -> a backward position_jump of that size at the first boundary "
+                        "(HIGH), the stream that much too long",
 }
 
 

@@ -88,6 +88,16 @@ def recommendation(lib: Library, track: dict[str, Any]) -> dict[str, Any]:
             "is_hybrid": False, "weighted_profiles": []}
 
 
+def seek_offset_s(env: dict[str, str] | None = None) -> float:
+    """How late the seek-offset injection lands a seek (EARSHOT_REF_SEEK_OFFSET_S, default 5 s)."""
+    env = os.environ if env is None else env
+    try:
+        return float(env.get("EARSHOT_REF_SEEK_OFFSET_S") or 5.0)
+    except ValueError:
+        raise ValueError(f"EARSHOT_REF_SEEK_OFFSET_S must be a number, got {env['EARSHOT_REF_SEEK_OFFSET_S']!r}") \
+            from None
+
+
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": code, "message": message,
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat()}
@@ -123,6 +133,7 @@ class Session:
         self.stream_type = "normal"
         self.stream_settings: dict[str, Any] = {}
         self.pending_ping: float | None = None
+        self.progress: dict[str, Any] = {}  # the running stream's chunk (stale-after-seek reads it)
         self.recent: deque[float] = deque()
 
     async def admit(self) -> bool:
@@ -265,7 +276,9 @@ class Session:
         self.stream_settings = settings if enhanced else {}
         if enhanced and "shared-state" in self.inj:  # as Auralis #4601: the stream's choice becomes the default
             self.shared.settings.update(settings)
-        await self.start(track_id, enhanced, pos, is_seek=pos > 0, **settings)
+        # resume-replay: a positioned play restarts at its chunk's start
+        await self.start(track_id, enhanced, pos, is_seek=pos > 0, **settings,
+                         from_chunk_start="resume-replay" in self.inj and pos > 0)
         # every play sends a recommendation, computed off the loop, so it lands
         # between meta/frame pairs (to every client under shared-state, as Auralis)
         t = asyncio.get_running_loop().create_task(self.broadcast_recommendation(track_id))
@@ -305,6 +318,9 @@ class Session:
         if isinstance(pos, bool) or not isinstance(pos, (int, float)) or not math.isfinite(pos) or pos < 0:
             await self.send.json(_error("invalid_seek_position", "position must be a non-negative number"))
             return
+        # stale-after-seek: the interrupted stream's next chunk, if it was this track's and still running
+        running = self.task is not None and not self.task.done()
+        prev = dict(self.progress) if running else {}
         await self.cancel()
         await self.send.json({"type": "seek_started", "data": {"track_id": track_id, "position": pos}})
         # Auralis picks the seek's path from the global enhancement switch; the
@@ -314,18 +330,23 @@ class Session:
         enhanced = self.stream_type == "enhanced"
         s = self.stream_settings or {"preset": self.shared.settings["preset"],
                                      "intensity": self.shared.settings["intensity"]}
-        await self.start(track_id, enhanced, float(pos), is_seek=enhanced or pos > 0, **s)
+        stale = None
+        if "stale-after-seek" in self.inj and prev.get("track_id") == track_id and "chunk" in prev:
+            stale = (bool(prev["enhanced"]), int(prev["chunk"]) + 1)
+        await self.start(track_id, enhanced, float(pos), is_seek=enhanced or pos > 0, **s,
+                         audio_shift_s=seek_offset_s() if "seek-offset" in self.inj else 0.0, stale_chunk=stale)
 
     async def start(self, track_id: int, enhanced: bool, pos: float, *, is_seek: bool, preset: str,
-                    intensity: float) -> None:
+                    intensity: float, **position_injections: Any) -> None:
         await self.cancel()
         self.gates = streaming.Gates()  # fresh events per stream, both open (as Auralis)
         self.stream_type = "enhanced" if enhanced else "normal"
+        self.progress = {}
         self.task = asyncio.get_running_loop().create_task(
-            self.stream(track_id, enhanced, pos, is_seek, preset, intensity, self.gates))
+            self.stream(track_id, enhanced, pos, is_seek, preset, intensity, self.gates, **position_injections))
 
     async def stream(self, track_id: int, enhanced: bool, pos: float, is_seek: bool, preset: str,
-                     intensity: float, gates: streaming.Gates) -> None:
+                     intensity: float, gates: streaming.Gates, **position_injections: Any) -> None:
         stype = "enhanced" if enhanced else "normal"
 
         async def stream_error(message: str, code: str = "STREAMING_ERROR") -> None:
@@ -355,7 +376,8 @@ class Session:
                 return
             await streaming.run_stream(self.send, track=track, audio=audio, enhanced=enhanced, position=pos,
                                        is_seek=is_seek, gates=gates, inj=self.inj, preset=preset,
-                                       intensity=intensity, queue_frames=self.shared.opts.send_queue_frames)
+                                       intensity=intensity, queue_frames=self.shared.opts.send_queue_frames,
+                                       progress=self.progress, **position_injections)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the client went away mid-stream: nothing left to tell it
         except Exception as e:  # a clean error to the client, never a silent end

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import mastering
-from .geometry import CHUNK_S, CONTEXT_S, Chunk, plan, start_point
+from .geometry import CHUNK_S, CONTEXT_S, Chunk, StartPoint, plan, start_point
 
 FLOATS_PER_FRAME = 300 * 1024 // 4  # 76800 floats: Auralis's 300 KB frames
 SEND_QUEUE_FRAMES = 4
@@ -109,7 +109,48 @@ def render_chunk(source: np.ndarray, sr: int, chunks: list[Chunk], k: int, enhan
         out[: int(0.05 * sr)] = 0.0
     if "boundary-click" in inj and k >= 1 and out.shape[0]:
         out[0] += 0.5
+    if "attenuate-after-silence" in inj:
+        out = attenuate_after_silence(out, source, sr, ch.start)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+ATTENUATE_S = 3.0
+ATTENUATE_DB = -30.0
+_LEAD: dict[int, int] = {}
+
+
+def leading_silence(source: np.ndarray) -> int:
+    """Frames of digital silence the track opens with (cached per array)."""
+    key = id(source)
+    if key not in _LEAD:
+        loud = np.flatnonzero(np.abs(source).max(axis=1) > 0) if source.ndim == 2 else np.flatnonzero(source)
+        _LEAD[key] = int(loud[0]) if len(loud) else len(source)
+    return _LEAD[key]
+
+
+def attenuate_after_silence(out: np.ndarray, source: np.ndarray, sr: int, first: int) -> np.ndarray:
+    """The attenuate-after-silence injection: the ATTENUATE_S after a leading
+    silence of >= 1 s sent ATTENUATE_DB quieter. `first`: the source frame of
+    out[0] (a gain made from a silent chunk, carried into the music)."""
+    lead = leading_silence(source)
+    if lead < sr or lead >= len(source):
+        return out
+    a, b = max(lead - first, 0), min(lead + int(ATTENUATE_S * sr) - first, out.shape[0])
+    if b > a:
+        out = out.copy()
+        out[a:b] *= _gain(ATTENUATE_DB)
+    return out
+
+
+def short_track_plan(chunks: list[Chunk], total: int, sr: int) -> list[Chunk]:
+    """The short-track-trim injection: a track shorter than two chunks gets its
+    last chunk cut as a full chunk ending at the track's end."""
+    c = int(CHUNK_S * sr)
+    if len(chunks) < 2 or total >= 2 * c:
+        return chunks
+    last = chunks[-1]
+    start = max(0, total - c)
+    return chunks[:-1] + [Chunk(last.index, start, total, max(0, start - int(CONTEXT_S * sr)))]
 
 
 def send_chunk_blocking(seconds: float = 0.12) -> None:
@@ -161,11 +202,27 @@ def frame_count(pcm: np.ndarray) -> int:
 
 async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.ndarray, int], enhanced: bool,
                      position: float, is_seek: bool, gates: Gates, inj: frozenset[str], preset: str = "adaptive",
-                     intensity: float = 1.0, queue_frames: int = SEND_QUEUE_FRAMES) -> None:
+                     intensity: float = 1.0, queue_frames: int = SEND_QUEUE_FRAMES,
+                     audio_shift_s: float = 0.0, from_chunk_start: bool = False,
+                     stale_chunk: tuple[bool, int] | None = None,
+                     progress: dict[str, Any] | None = None) -> None:
+    """audio_shift_s, from_chunk_start, stale_chunk: position injections (the
+    session decides when they apply): the audio starts audio_shift_s after
+    `position`, or at its chunk's start, while the announcement stays that of
+    `position`; stale_chunk = (enhanced, chunk index) of the interrupted
+    stream's next chunk, whose first frame goes out on this epoch first.
+    progress: updated with the chunk being sent, for the session."""
     source, sr = audio
     total = source.shape[0]
     chunks = plan(total, sr, enhanced)
+    if "short-track-trim" in inj:
+        chunks = short_track_plan(chunks, total, sr)
     sp = start_point(chunks, sr, position, enhanced)
+    audio_sp = sp
+    if audio_shift_s:
+        audio_sp = start_point(chunks, sr, position + audio_shift_s, enhanced)
+    if from_chunk_start:
+        audio_sp = StartPoint(sp.chunk, 0.0, chunks[sp.chunk].start / sr, 0)
     stype = "enhanced" if enhanced else "normal"
     epoch = next_epoch()
     start: dict[str, Any] = {
@@ -191,7 +248,15 @@ async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.n
 
     def render(k: int) -> np.ndarray:
         pcm = render_chunk(source, sr, chunks, k, enhanced, inj)
-        return pcm[sp.trim:] if k == sp.chunk else pcm
+        return pcm[audio_sp.trim:] if k == audio_sp.chunk else pcm
+
+    def render_stale() -> np.ndarray | None:
+        was_enhanced, k = stale_chunk  # type: ignore[misc]
+        old = plan(total, sr, was_enhanced)
+        if not 0 <= k < len(old):
+            return None
+        pcm = render_chunk(source, sr, old, k, was_enhanced, inj)
+        return pcm[: FLOATS_PER_FRAME // CHANNELS]
 
     error: list[BaseException] = []
 
@@ -202,17 +267,26 @@ async def run_stream(sender: Sender, *, track: dict[str, Any], audio: tuple[np.n
                 def render_all() -> list[np.ndarray]:
                     # float64 working copies, held with the queued bytes for as
                     # long as the client takes to read them (~3x the float32 track)
-                    return [render(k).astype(np.float64) for k in range(sp.chunk, len(chunks))]
+                    return [render(k).astype(np.float64) for k in range(audio_sp.chunk, len(chunks))]
 
                 work = await asyncio.to_thread(render_all)
                 for j, w in enumerate(work):
-                    for meta, data, n, last in _frames(w, seq0=seq, base={**base, "chunk_index": sp.chunk + j}):
+                    for meta, data, n, last in _frames(w, seq0=seq, base={**base, "chunk_index": audio_sp.chunk + j}):
                         queue.put_nowait((meta, data, n, last, w))
                     seq += frame_count(w)
             else:
-                for k in range(sp.chunk, len(chunks)):
+                if stale_chunk is not None:
+                    stale = await asyncio.to_thread(render_stale)
+                    if stale is not None:
+                        for meta, data, n, last in _frames(stale, seq0=seq, base={**base,
+                                                                                   "chunk_index": stale_chunk[1]}):
+                            await queue.put((meta, data, n, last, None))
+                        seq += frame_count(stale)
+                for k in range(audio_sp.chunk, len(chunks)):
+                    if progress is not None:
+                        progress.update(chunk=k, enhanced=enhanced, track_id=track["id"])
                     await gates.wait()  # pause and flow control act between chunks only
-                    if "chunk-timeout" in inj and enhanced and k == sp.chunk + 1:
+                    if "chunk-timeout" in inj and enhanced and k == audio_sp.chunk + 1:
                         # as Auralis when a chunk's DSP outlives CHUNK_PROCESS_TIMEOUT:
                         # the processor may still be busy, so the stream ends here
                         timed_out.append(k)

@@ -42,7 +42,9 @@ def test_injection_names_and_parse():
                                "loop-saturation", "chunk-timeout",
                                "contract-drift", "shared-state", "crash-on-bad-message",  # ws checks (issue 9)
                                "schema-violation", "cors-wildcard-credentials", "bad-file-hang",
-                               "bad-file-traceback"}  # http checks (issue 9)
+                               "bad-file-traceback",  # http checks (issue 9)
+                               "seek-offset", "resume-replay", "stale-after-seek", "attenuate-after-silence",
+                               "short-track-trim"}  # position truth (issue 14)
     assert all("->" in d for d in INJECTIONS.values()), "each description says what a tool must report"
     assert "1048576 bytes" in INJECTIONS["leak-on-disconnect"]
     assert parse_injections("") == frozenset()
