@@ -102,3 +102,30 @@ def test_smoke_plays_to_the_end_and_reports_a_per_stream_timeout(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stream_timeouts"] == 2 and metrics["protocol_violations"] == 0
     assert r.returncode == 0  # MEDIUM: the verdict from findings passes, the gate's MEDIUM rule does not
+
+
+def test_reconnector_exposes_resume_replay_on_both_paths(tmp_path):
+    """resume-replay (a positioned play streams from its chunk's start):
+    every stream the Reconnector resumed is found, on each path, at
+    -(its start_position - the chunk start) seconds (15 s normal chunks;
+    enhanced chunk 0 is [0, 15) too, and resumes land in it)."""
+    out = tmp_path / "ds"
+    r = run_cli("--scenario", "disconnect-storm", "--duration", "12", "--tracks", "timecode", "--inject",
+                "resume-replay", "--out", str(out), "--no-gate")
+    assert r.returncode == 1, r.stdout[-1500:]
+    findings = json.loads((out / "findings.json").read_text())
+    findings = findings["findings"] if isinstance(findings, dict) else findings
+    pos = [f for f in findings if f["kind"] == "position_error"]
+    resumed = [st.summary for st in list_streams(out) if st.summary.get("request_reason") == "resume"
+               and st.summary.get("delivered_s", 0) > 1.0]
+    paths = {s["stream_type"] for s in resumed}
+    assert paths == {"normal", "enhanced"}, paths
+    assert {f["title"].rsplit("(", 1)[1].rstrip(")") for f in pos} == {f"{p} path" for p in paths}
+    for f in pos:
+        path = f["title"].rsplit("(", 1)[1].split()[0]
+        mine = [s for s in resumed if s["stream_type"] == path]
+        asked = [s["request"]["data"]["start_position"] for s in mine]
+        assert max(asked) < 15.0  # resumed inside chunk 0: the replay is the whole position
+        # every resumed stream of the path is found, the worst at -(its position - 0)
+        assert f["figures"]["affected_streams"] == len(mine)
+        assert f["figures"]["worst_magnitude"] == pytest.approx(-max(asked), abs=0.01)
