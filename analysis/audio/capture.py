@@ -16,6 +16,7 @@ from .gap import detect_gaps
 from .length import detect_length_mismatch
 from .level import detect_level_steps
 from .passthrough import detect_passthrough
+from .signature import detect_fade_in_dips, detect_pre_echo, explained_by
 from .spectral import detect_spectral_steps
 
 
@@ -64,6 +65,14 @@ def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: n
     defects += detect_crossfade_dips(x, sr, b, source=src, seed=seed)
     defects += detect_gaps(x, sr, b, source=src)
     defects += detect_clipping(x, sr, b, source=src)
+    # named signatures last: each takes over the defects its mechanism explains
+    signatures = detect_pre_echo(x, sr, b, source=src, seed=seed, x_mono=xm if src is not None else None)
+    echoed = {d.boundary_index for d in signatures}
+    # an echo fading under quieter new audio is also a dip: the echo explains it
+    signatures += [d for d in detect_fade_in_dips(x, sr, b, source=src, seed=seed) if d.boundary_index not in echoed]
+    if signatures:
+        gone = {id(d) for d in explained_by(signatures, sr, defects)}
+        defects = [d for d in defects if id(d) not in gone] + signatures
     defects.sort(key=lambda d: (d.time_s, d.kind))
     return CaptureResult(defects, [float(v / sr) for v in b], len(x) / sr, al,
                          {"aligned": al is not None and al.start_lag is not None,

@@ -7,6 +7,7 @@ from typing import Any
 KINDS = (
     "length_mismatch", "dropped_samples", "repeated_samples", "click", "level_step",
     "spectral_step", "gap", "crossfade_dip", "passthrough", "clipping", "sample_rate_or_channels",
+    "pre_echo", "fade_in_dip",
 )
 
 

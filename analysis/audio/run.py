@@ -50,6 +50,10 @@ TEXT = {
                  "Leave headroom or limit before the output stage."),
     "length_mismatch": ("stream length differs from the source", "The client receives more or fewer samples than the track has (or than audio_stream_end declares).",
                         "Make the sent frame count equal the source's, and audio_stream_end.total_samples equal what was sent."),
+    "pre_echo": ("pre-echo at chunk boundaries", "The end of the previous chunk is heard again, fading, at the start of the next: an echo every chunk.",
+                 "Do not mix the previous chunk's tail into the next chunk's head: it was already sent; join renderings of the same time span only."),
+    "fade_in_dip": ("fade-in dip at chunk boundaries", "Every chunk fades in from silence: a short dip in level (breathing) at every join.",
+                    "Remove the per-chunk fade-in; carry processing state across the join (render with context) instead."),
     "sample_rate_or_channels": ("sample rate or channel count changes", "The client must resample or remap mid-stream, or plays at the wrong speed.",
                                 "Keep the declared format equal to the source's and to every chunk's counts."),
 }
@@ -68,9 +72,9 @@ def _severity(kind: str, magnitude: float, stream_type: str, every_playback: boo
         return "CRITICAL" if stream_type == "enhanced" else "HIGH"
     if kind in ("click", "gap"):
         return "CRITICAL" if every_playback else "HIGH"
-    if kind in ("dropped_samples", "repeated_samples", "passthrough", "sample_rate_or_channels"):
+    if kind in ("dropped_samples", "repeated_samples", "passthrough", "sample_rate_or_channels", "pre_echo"):
         return "HIGH"
-    if kind in ("level_step", "spectral_step", "crossfade_dip"):
+    if kind in ("level_step", "spectral_step", "crossfade_dip", "fade_in_dip"):
         return "HIGH" if abs(magnitude) >= 3.0 else "MEDIUM"
     return "MEDIUM"
 

@@ -1,0 +1,96 @@
+"""Known answers for the named boundary signatures (pre_echo, fade_in_dip),
+injected the way Auralis's history had them (200 ms, sin^2/cos^2), on every
+content type, with and without the source; clean dense music through a
+per-chunk mastering chain gives nothing. Seeds differ from the benchmark's."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis import signals
+from analysis.audio import analyse_capture
+from analysis.music_corpus import dense_music
+
+from .synth import SR, chain_master, per_chunk_master, random_boundaries
+
+DUR = 36.0
+FADE = int(0.2 * SR)
+_cache: dict = {}
+
+
+def track(name: str) -> np.ndarray:
+    if name not in _cache:
+        gen = {"pink": signals.pink_noise_stereo, "sweep": signals.log_sweep, "timecode": signals.time_coded,
+               "music": signals.short_track, "dense": lambda duration_s, sr: dense_music(duration_s, sr, seed=41)}[name]
+        _cache[name] = gen(duration_s=DUR, sr=SR)
+    return _cache[name]
+
+
+def case(name: str, seed: int):
+    rng = np.random.default_rng(seed)
+    src = track(name)
+    b = random_boundaries(len(src), rng)
+    master = chain_master if name == "dense" else per_chunk_master
+    return src, master(src, b, rng), b
+
+
+def pre_echo(x: np.ndarray, b: np.ndarray, n: int = FADE) -> np.ndarray:
+    """Auralis before 48a038ee: the sent tail mixed again into the next head."""
+    y = x.copy()
+    f = np.sin(np.linspace(0, np.pi / 2, n))[:, None] ** 2
+    for at in b:
+        y[at:at + n] = x[at - n:at] * (1 - f) + x[at:at + n] * f
+    return y
+
+
+def fade_in(x: np.ndarray, b: np.ndarray, n: int = FADE) -> np.ndarray:
+    y = x.copy()
+    f = np.sin(np.linspace(0, np.pi / 2, n))[:, None] ** 2
+    for at in b:
+        y[at:at + n] = x[at:at + n] * f
+    return y
+
+
+@pytest.mark.parametrize("name", ["pink", "sweep", "timecode", "music", "dense"])
+@pytest.mark.parametrize("with_source", [True, False])
+def test_pre_echo_found_with_its_length_and_fade_and_nothing_else(name, with_source):
+    if not with_source and name in ("sweep", "timecode"):
+        pytest.skip("a tone matches itself a period earlier at every position: without the source, "
+                    "an echo of it is not told from the content")
+    src, x, b = case(name, 31)
+    res = analyse_capture(pre_echo(x, b), SR, b, source=src if with_source else None)
+    assert [d.kind for d in res.defects] == ["pre_echo"] * len(b), res.defects
+    for i, d in enumerate(res.defects):
+        assert d.boundary_index == i and d.time_s == pytest.approx(b[i] / SR)
+        assert d.magnitude == pytest.approx(200.0, abs=0.1)  # the replayed length, ms
+        if with_source:  # the fade separates cleanly from the new audio only with the source
+            assert d.detail["fade_s"] == pytest.approx(0.2, abs=0.03) and d.detail["fade_shape"] == "cos2"
+
+
+@pytest.mark.parametrize("name", ["pink", "sweep", "timecode", "music", "dense"])
+@pytest.mark.parametrize("with_source", [True, False])
+def test_fade_in_dip_found_with_its_length_and_depth_and_nothing_else(name, with_source):
+    src, x, b = case(name, 32)
+    res = analyse_capture(fade_in(x, b), SR, b, source=src if with_source else None)
+    assert [d.kind for d in res.defects] == ["fade_in_dip"] * len(b), res.defects
+    for i, d in enumerate(res.defects):
+        assert d.boundary_index == i and d.time_s == pytest.approx(b[i] / SR)
+        assert d.magnitude >= 20.0  # dB under the level before the boundary
+        assert d.detail["length_s"] == pytest.approx(0.2, abs=0.03 if with_source else 0.1)
+
+
+def test_a_plain_repeat_is_not_an_echo():
+    src, x, b = case("pink", 33)
+    at, n = int(b[0]), int(0.03 * SR)
+    y = np.insert(x, at, x[at - n:at], axis=0)
+    yb = np.where(b > at, b + n, b)
+    for source in (src, None):
+        kinds = [d.kind for d in analyse_capture(y, SR, yb, source=source).defects]
+        assert "pre_echo" not in kinds, kinds
+
+
+@pytest.mark.parametrize("seed", [34, 35])
+def test_clean_dense_music_through_a_chunked_mastering_chain_gives_nothing(seed):
+    src, x, b = case("dense", seed)
+    assert analyse_capture(x, SR, b, source=src, enhanced=True).defects == []
+    assert analyse_capture(x, SR, b).defects == []
