@@ -140,7 +140,14 @@ def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=No
         half = xm[c + lag // 2 - head // 2: c + lag // 2 + head // 2].astype(np.float64)
         diff = half - xm[c - lag + lag // 2 - head // 2: c - lag + lag // 2 + head // 2]
         if 10 * np.log10((half @ half + _TINY) / (diff @ diff + 1e-9 * (half @ half) + _TINY)) >= match_min_db:
-            continue  # still the past, unfaded, half way through: a repeat, not an echo
+            # still the past, unfaded, half way through: a repeat, not an echo.
+            # With a source the alignment measures it; without one this is
+            # the only evidence, and the lag is its length
+            if sm is None:
+                out.append(AudioDefect("repeated_samples", c / sr, i, float(lag), "samples", cf.score,
+                                       cf.false_alarm_rate, {"method": "self_match", "match_db": cf.metric,
+                                                             "lag_frames": lag, "n_reference": cf.n_reference}))
+            continue
         nfr = max(4, int(2.5 * lag / frame))
         w = echo_weights(xm, c, lag, frame=frame, frames=nfr, sm=sm)
         # without a source, the content's own similarity at this lag,

@@ -85,8 +85,9 @@ def test_a_plain_repeat_is_not_an_echo():
     y = np.insert(x, at, x[at - n:at], axis=0)
     yb = np.where(b > at, b + n, b)
     for source in (src, None):
-        kinds = [d.kind for d in analyse_capture(y, SR, yb, source=source).defects]
-        assert "pre_echo" not in kinds, kinds
+        kinds = [d.kind for d in analyse_capture(y, SR, yb, source=source,
+                                                 expected_frames=len(src) if source is not None else None).defects]
+        assert "pre_echo" not in kinds and "repeated_samples" in kinds, kinds
 
 
 @pytest.mark.parametrize("seed", [34, 35])
@@ -94,3 +95,34 @@ def test_clean_dense_music_through_a_chunked_mastering_chain_gives_nothing(seed)
     src, x, b = case("dense", seed)
     assert analyse_capture(x, SR, b, source=src, enhanced=True).defects == []
     assert analyse_capture(x, SR, b).defects == []
+
+
+@pytest.mark.parametrize("ms", [5, 10, 20, 50])
+@pytest.mark.parametrize("kind", ["repeated_samples", "dropped_samples"])
+def test_a_repeat_or_drop_of_periods_on_periodic_content_has_the_length_the_stream_says(ms, kind):
+    """A 147 Hz note with 24 harmonics: a repeat of a few periods correlates
+    as a lag of a few samples either way; the length difference settles it."""
+    from analysis.music_corpus import harmonic_tone
+
+    src = harmonic_tone(30.0, SR)
+    rng = np.random.default_rng(36 + ms)
+    b = random_boundaries(len(src), rng)
+    x = chain_master(src, b, rng)
+    at, n = int(b[1]), int(round(ms * SR / 1000))
+    if kind == "repeated_samples":
+        y, yb = np.insert(x, at, x[at - n:at], axis=0), np.where(b > at, b + n, b)
+    else:
+        y, yb = np.delete(x, np.arange(at, at + n), axis=0), np.where(b > at, b - n, b)
+    found = [d for d in analyse_capture(y, SR, yb, source=src, expected_frames=len(src)).defects
+             if d.kind in ("repeated_samples", "dropped_samples")]
+    assert [(d.kind, d.magnitude, d.boundary_index) for d in found] == [(kind, n, 1)], found
+    assert abs(found[0].time_s * SR - at) <= 4
+
+
+@pytest.mark.parametrize("name", ["pink", "dense"])
+def test_a_repeat_without_a_source_is_found_by_the_capture_matching_itself(name):
+    src, x, b = case(name, 37)
+    at, n = int(b[0]), int(0.03 * SR)
+    y, yb = np.insert(x, at, x[at - n:at], axis=0), np.where(b > at, b + n, b)
+    found = [d for d in analyse_capture(y, SR, yb).defects if d.kind == "repeated_samples"]
+    assert [(d.magnitude, d.boundary_index) for d in found] == [(n, 0)], found
