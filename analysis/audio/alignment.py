@@ -546,7 +546,10 @@ def reconcile_with_length(xm: np.ndarray, sm: np.ndarray, boundaries: np.ndarray
     if len(al.segments) == 2:
         (s0, l0), (s1, l1) = al.segments
         r = far_step_db(xm, sm, s1, l0, l1 + miss)
-        if r is not None and r[0] >= min_db:
+        was = far_step_db(xm, sm, s1, l0, l1)
+        # as well as the step found, to within 1 dB: periodic content leaves
+        # the two indistinguishable; anything else keeps what was measured
+        if r is not None and r[0] >= min_db and (was is None or r[0] >= was[0] - 1.0):
             al.segments[1] = (r[1], l1 + miss)
             al.scores[0:1] = [r[0]]
         return

@@ -126,3 +126,14 @@ def test_a_repeat_without_a_source_is_found_by_the_capture_matching_itself(name)
     y, yb = np.insert(x, at, x[at - n:at], axis=0), np.where(b > at, b + n, b)
     found = [d for d in analyse_capture(y, SR, yb).defects if d.kind == "repeated_samples"]
     assert [(d.magnitude, d.boundary_index) for d in found] == [(n, 0)], found
+
+
+def test_a_length_off_by_a_frame_does_not_resize_a_measured_drop():
+    """A seek between two frames leaves the expected length +-1 frame uncertain:
+    a 1-sample drop measured on noise stays 1 sample, not 2."""
+    src, x, b = case("pink", 38)
+    at = int(b[0])
+    y, yb = np.delete(x, [at], axis=0), np.where(b > at, b - 1, b)
+    found = [d for d in analyse_capture(y, SR, yb, source=src, expected_frames=len(src) + 1).defects
+             if d.kind in ("repeated_samples", "dropped_samples")]
+    assert [(d.kind, d.magnitude) for d in found] == [("dropped_samples", 1.0)], found
