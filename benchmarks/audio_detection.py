@@ -342,12 +342,24 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--content-cases", type=int, default=6, help="cases per cell of the per-content table")
     ap.add_argument("--music-pool-s", type=float, default=600.0, help="seconds of music-like content to cut from")
-    ap.add_argument("--part", choices=("content", "synthetic", "all"), default="all",
+    ap.add_argument("--part", choices=("content", "synthetic", "music-fa", "synthetic-fa", "all"), default="all",
                     help="content: per-content table + music-like false alarms; synthetic: the synthetic "
-                         "table, its false alarms and the speed (two halves can run side by side)")
+                         "table, its false alarms and the speed (two halves can run side by side); "
+                         "music-fa / synthetic-fa: only that false-alarm corpus")
     args = ap.parse_args()
     t0 = time.time()
     hours_goal = 10.0 if args.full else args.clean_hours
+    if args.part in ("music-fa", "synthetic-fa"):
+        if args.part == "music-fa":
+            hours_m, fa = music_false_alarms(hours_goal, args.seed + 7, args.music_pool_s)
+            for label, (count, by_kind) in fa.items():
+                print(f"- music-like, {label}: {count} false alarm(s) in {hours_m:.2f} h"
+                      + (f"; by kind: {by_kind}" if by_kind else ""))
+        else:
+            hours, count, by_kind = false_alarms(hours_goal, args.seed + 1)
+            print(f"- synthetic: {count} false alarm(s) in {hours:.2f} h" + (f"; by kind: {by_kind}" if by_kind else ""))
+        print(f"\n(benchmark wall time {time.time() - t0:.0f} s)")
+        return 0
     if args.part in ("content", "all"):
         print(f"seed {args.seed}; music-like pool seeds {args.seed}, {args.seed + 1} ({args.music_pool_s:.0f} s)")
         rows = per_content_table(args.content_cases, args.seed, args.music_pool_s)

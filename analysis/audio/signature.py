@@ -197,13 +197,16 @@ def _fade_in_fit(after_db: np.ndarray, frame_s: float, floor_db: float = -50.0) 
 
 
 def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=None, frame_s: float = 0.005,
-                        before_s: float = 0.1, head_s: float = 0.01, z_min: float = 6.0, excess_min_db: float = 6.0,
-                        scale_floor_db: float = 0.5, max_len_s: float = 1.0, n_reference: int = 80,
+                        before_s: float = 0.1, head_s: float = 0.01, z_min: float = 6.0, excess_min_db: float = 10.0,
+                        scale_floor_db: float = 0.5, max_len_s: float = 1.0, min_len_s: float = 0.03,
+                        n_reference: int = 80,
                         seed: int = 0) -> list[AudioDefect]:
     """Fade-in dips at boundaries. magnitude: depth in dB (level of the first
     ``head_s`` after the boundary under the level of the ``before_s`` before
     it, positive); detail: the fade's length and shape fitted to the level
-    climbing back. With the aligned source, levels are relative to its own."""
+    climbing back. With the aligned source, levels are relative to its own.
+    A fade from silence is deep (>= 10 dB over the references' median) and
+    lasts (>= ``min_len_s``); a 5 ms dip at a time-code slot edge is neither."""
     b = np.asarray(boundaries, dtype=np.int64)
     if not len(b):
         return []
@@ -235,6 +238,8 @@ def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sourc
             continue  # digital silence: a gap's, not a fade's
         after = tr[fs[i]: fs[i] + nmax] - pre[i]
         L, shape = _fade_in_fit(after, frame_s)
+        if L < min_len_s:
+            continue  # a few ms: a click's or a gap's shape (the time code's slot ramps), not a fade-in
         rec = after[int(min(len(after) - 1, (L / frame_s) + 0.1 / frame_s)):]
         if not len(rec) or np.nanmedian(rec) < -3.0:
             continue  # never climbs back: a level step down, not a dip
