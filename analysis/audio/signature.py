@@ -119,9 +119,16 @@ def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=No
         return []
     xm = _mono(x) if x_mono is None else x_mono
     lag_min, lag_max, head = int(lag_min_s * sr), int(lag_max_s * sr), int(head_s * sr)
+    # the boundaries first: a signature needs a head matching its past by
+    # match_min_db, and on most streams none does, so the references (the
+    # bulk of the cost) are searched only when one might be confirmed
+    mb, lb = echo_match_db(xm, b, lag_min=lag_min, lag_max=lag_max, head=head)
+    if not np.any(mb >= match_min_db):
+        return []
     refs = reference_positions(len(xm), b, sr, count=n_reference, guard_s=lag_max_s + 0.25, seed=seed + 7)
     pos = np.concatenate([b, refs])
-    m, lags = echo_match_db(xm, pos, lag_min=lag_min, lag_max=lag_max, head=head)
+    mr, lr = echo_match_db(xm, refs, lag_min=lag_min, lag_max=lag_max, head=head)
+    m, lags = np.concatenate([mb, mr]), np.concatenate([lb, lr])
     if source is not None:
         # the source's own match at the same lag is content (a sweep or a
         # tone matches itself a period earlier): only the excess is an echo
@@ -211,13 +218,33 @@ def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sourc
     if not len(b):
         return []
     frame = max(1, int(frame_s * sr))
-    tr = absolute = level_trace(x, frame)
+    nb, nh = int(before_s / frame_s), max(1, int(head_s / frame_s))
+    # screen: a boundary whose head is not about excess_min_db under the
+    # level before it (relative to the source's, when given) cannot be
+    # confirmed; the whole-stream traces and the references are computed
+    # only when one might be
+    lo = b - (nb + 2) * frame
+    ok = (lo >= 0) & (b + (nh + 2) * frame <= len(x))
+    sv = None
     if source is not None:
         sv = source.start_view() if hasattr(source, "start_view") else source
+        ok &= b + (nh + 2) * frame <= len(sv)
+    if ok.any():
+        depth = []
+        for c in b[ok]:
+            a, z = c - (nb + 2) * frame - c % frame, c + (nh + 2) * frame
+            t = level_trace(x[a:z], frame)
+            if sv is not None:
+                t = t - level_trace(sv[a:z], frame)
+            depth.append(float(np.mean(t[: nb]) - np.min(t[nb + 2: nb + 2 + nh + 1])))
+        if max(depth) < excess_min_db - 3.0:  # 3 dB of margin for the frame grid and the references' median
+            return []
+    tr = absolute = level_trace(x, frame)
+    if sv is not None:
         st = level_trace(sv, frame)
         k = min(len(st), len(tr))
         tr = np.where(st[:k] > -90, tr[:k] - st[:k], np.nan)
-    nb, nh, nmax = int(before_s / frame_s), max(1, int(head_s / frame_s)), int(max_len_s / frame_s)
+    nmax = int(max_len_s / frame_s)
     refs = reference_positions(len(x), b, sr, count=n_reference, guard_s=max_len_s + 0.25, seed=seed + 5)
     pos = np.concatenate([b, refs])
     f0 = -(-pos // frame)  # first whole frame at or after the position
