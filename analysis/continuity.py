@@ -104,15 +104,24 @@ def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, An
         off_before = before[0] - (b - WINDOW)
         # right after the boundary the audio may be a mix (a crossfade); look a
         # little further in for the first span that is plainly the source
+        # (a pre-echo's fading replay of the previous chunk's tail matches the
+        # source there well enough): the first located span stands only if
+        # the next one, further in, agrees with it
         after = None
         for skip in AFTER_SKIPS_S:
             a = b + int(skip * sr)
             if a + WINDOW > cap_m.size:
                 break
             found = locate(cap_m[a:a + WINDOW], src_m, a + off_before, search)
-            if found is not None:
-                after = (found[0] - (a - b), found[1])
-                break
+            if found is None:
+                continue
+            here = (found[0] - (a - b), found[1])
+            if after is None:
+                after = here
+                continue
+            if here[0] != after[0]:
+                after = here
+            break
         if after is None:
             continue
         off_after = after[0] - b

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .alignment import Alignment, _mono, align, aligned_source, detect_drops_and_repeats
+from .alignment import Alignment, _mono, align, aligned_source, detect_drops_and_repeats, reconcile_with_length
 from .click import detect_clicks
 from .clipping import detect_clipping
 from .crossfade import detect_crossfade_dips
@@ -16,6 +16,7 @@ from .gap import detect_gaps
 from .length import detect_length_mismatch
 from .level import detect_level_steps
 from .passthrough import detect_passthrough
+from .signature import detect_fade_in_dips, detect_pre_echo, explained_by
 from .spectral import detect_spectral_steps
 
 
@@ -50,6 +51,7 @@ def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: n
         xm, sm = _mono(x), _mono(source)
         al = align(xm, sm, sr, b, expected_offset=source_offset)
         if al.start_lag is not None:
+            reconcile_with_length(xm, sm, b, al, len(x), expected_frames, sr=sr)
             src = aligned_source(source, len(x), al, mono=sm)
             defects += detect_drops_and_repeats(xm, sr, b, al, source=sm)
             if enhanced:
@@ -64,6 +66,17 @@ def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: n
     defects += detect_crossfade_dips(x, sr, b, source=src, seed=seed)
     defects += detect_gaps(x, sr, b, source=src)
     defects += detect_clipping(x, sr, b, source=src)
+    # named signatures last: each takes over the defects its mechanism explains
+    signatures = detect_pre_echo(x, sr, b, source=src, seed=seed, x_mono=xm if src is not None else None)
+    # without a source the echo search is also the evidence of a repeat
+    defects += [d for d in signatures if d.kind == "repeated_samples"]
+    signatures = [d for d in signatures if d.kind == "pre_echo"]
+    echoed = {d.boundary_index for d in signatures}
+    # an echo fading under quieter new audio is also a dip: the echo explains it
+    signatures += [d for d in detect_fade_in_dips(x, sr, b, source=src, seed=seed) if d.boundary_index not in echoed]
+    if signatures:
+        gone = {id(d) for d in explained_by(signatures, sr, defects)}
+        defects = [d for d in defects if id(d) not in gone] + signatures
     defects.sort(key=lambda d: (d.time_s, d.kind))
     return CaptureResult(defects, [float(v / sr) for v in b], len(x) / sr, al,
                          {"aligned": al is not None and al.start_lag is not None,

@@ -9,6 +9,7 @@ KINDS = (
     "spectral_step", "gap", "crossfade_dip", "passthrough", "clipping", "sample_rate_or_channels",
     # position truth (position.py)
     "position_error", "position_jump", "stale_audio_after_seek", "announced_position_mismatch", "attenuation",
+    "pre_echo", "fade_in_dip",
 )
 
 

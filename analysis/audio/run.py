@@ -81,6 +81,10 @@ TEXT = {
                     "Music drops out (>= 20 dB quieter than the source) for a second or more, then returns.",
                     "Find the gain stage that starts from a state made on silence (a normaliser or limiter "
                     "envelope, a fade-in) and carry or reset it correctly."),
+    "pre_echo": ("pre-echo at chunk boundaries", "The end of the previous chunk is heard again, fading, at the start of the next: an echo every chunk.",
+                 "Do not mix the previous chunk's tail into the next chunk's head: it was already sent; join renderings of the same time span only."),
+    "fade_in_dip": ("fade-in dip at chunk boundaries", "Every chunk fades in from silence: a short dip in level (breathing) at every join.",
+                    "Remove the per-chunk fade-in; carry processing state across the join (render with context) instead."),
     "sample_rate_or_channels": ("sample rate or channel count changes", "The client must resample or remap mid-stream, or plays at the wrong speed.",
                                 "Keep the declared format equal to the source's and to every chunk's counts."),
 }
@@ -100,7 +104,7 @@ def _severity(kind: str, magnitude: float, stream_type: str, every_playback: boo
     if kind in ("click", "gap"):
         return "CRITICAL" if every_playback else "HIGH"
     if kind in ("dropped_samples", "repeated_samples", "passthrough", "sample_rate_or_channels",
-                "stale_audio_after_seek"):
+                "stale_audio_after_seek", "pre_echo"):
         return "HIGH"
     if kind in ("position_jump", "attenuation"):
         # audio lost, replayed or dropped out: on every playback it is the worst the table has
@@ -110,7 +114,7 @@ def _severity(kind: str, magnitude: float, stream_type: str, every_playback: boo
         return "HIGH" if abs(magnitude) >= 0.5 else "MEDIUM"
     if kind == "announced_position_mismatch":
         return "MEDIUM"
-    if kind in ("level_step", "spectral_step", "crossfade_dip"):
+    if kind in ("level_step", "spectral_step", "crossfade_dip", "fade_in_dip"):
         return "HIGH" if abs(magnitude) >= 3.0 else "MEDIUM"
     return "MEDIUM"
 

@@ -20,6 +20,13 @@ INJECTIONS: dict[str, str] = {
                       "sent twice -> repeated_samples of 5.000 s at every boundary; length +5 s per boundary",
     "gap": "both paths: the first 50 ms of each chunk k>=1 replaced by digital zeros -> a gap of 50 ms at every "
            "boundary",
+    "pre-echo": "both paths: the last 200 ms of chunk k-1 (already sent whole) mixed again into the first 200 ms "
+                "of chunk k>=1 with an equal-power fade (sin^2/cos^2, as Auralis before 48a038ee) -> a pre_echo "
+                "finding at every boundary, replayed length ~200 ms, fading out over ~200 ms, and no other "
+                "boundary finding; length unchanged",
+    "fade-in-dip": "both paths: the first 200 ms of each chunk k>=1 faded in from silence (sin^2, as Auralis from "
+                   "48a038ee to 86da9e75) -> a fade_in_dip finding at every boundary, ~200 ms long and >= 20 dB "
+                   "deep, and no other boundary finding; length unchanged",
     "blocking-send": "both paths: time.sleep(0.12) on the event loop in send_chunk_blocking (streaming.py), once "
                      "per chunk after its last frame -> loop stalls of ~120 ms, waiting not computing, attributed "
                      "to that function's file:line",
@@ -172,6 +179,10 @@ PROMISES: dict[str, tuple[Promise, ...]] = {
                                         "worst_magnitude", 20.0, 40.0),),
     "short-track-trim": (Promise("position_jump", "CRITICAL", "11.5 s replayed at the first boundary of `short`",
                                  "worst_magnitude", 10.5, 12.5),),
+    # boundary signatures from Auralis's history (issue 18)
+    "pre-echo": (Promise("pre_echo", "HIGH", "the last 200 ms of each chunk replayed, fading, into the next",
+                         "worst_magnitude", 150, 250),),
+    "fade-in-dip": (Promise("fade_in_dip", "HIGH", "every chunk k>=1 faded in from silence over 200 ms"),),
     # lifecycle checks (issue 19), checked by tests/e2e/test_lifecycle_checks.py
     "restart-loses-settings": (Promise("restart_lost_state", "HIGH", "settings written before a kill -9 are gone"),),
     "unsafe-concurrent-write": (Promise("db_locked_500", "HIGH", "'database is locked' leaks as a 500"),

@@ -19,6 +19,7 @@ from .geometry import CHUNK_S, CONTEXT_S, Chunk, StartPoint, plan, start_point
 FLOATS_PER_FRAME = 300 * 1024 // 4  # 76800 floats: Auralis's 300 KB frames
 SEND_QUEUE_FRAMES = 4
 XFADE_S = 0.5
+BOUNDARY_FADE_S = 0.2  # Auralis's boundary crossfade (#3186, #3514): 200 ms, sin^2 / cos^2
 CHANNELS = 2
 _EPOCH = [0]  # process-global, as Auralis's stream_epoch
 
@@ -103,6 +104,17 @@ def render_chunk(source: np.ndarray, sr: int, chunks: list[Chunk], k: int, enhan
             out[:n] = prev_tail[-n:] * (1 - fade_in) + out[:n] * fade_in
         if k < last:
             out = out[:-x]  # the tail goes out inside the next chunk's fade
+    if "pre-echo" in inj and k >= 1:
+        # Auralis before 48a038ee: the previous chunk, already sent whole, has
+        # its last 200 ms mixed again into this chunk's head (equal-power fade)
+        n = min(int(BOUNDARY_FADE_S * sr), out.shape[0])
+        tail = render_chunk(source, sr, chunks, k - 1, enhanced, inj, for_crossfade=True)[-n:]
+        fade = np.sin(np.linspace(0.0, np.pi / 2, n))[:, None] ** 2
+        out[:n] = (tail[-n:] * (1.0 - fade) + out[:n] * fade).astype(np.float32)
+    if "fade-in-dip" in inj and k >= 1:
+        # Auralis from 48a038ee to 86da9e75: every chunk's first 200 ms faded in from silence
+        n = min(int(BOUNDARY_FADE_S * sr), out.shape[0])
+        out[:n] *= (np.sin(np.linspace(0.0, np.pi / 2, n)) ** 2).astype(np.float32)[:, None]
     if "drop-samples" in inj and k >= 1:
         out = out[64:]
     if "gap" in inj and k >= 1:

@@ -95,3 +95,53 @@ def write_stream(run_dir: Path, sid: str, x: np.ndarray, chunk_frames: list[tupl
     write_float_wav(d / "audio.wav", x[:off], sr)
     (d / "stream.json").write_text(json.dumps({"stream_id": sid, "track_id": track_id, "stream_type": stream_type,
                                                "start_position": start_position, "ended": ended, "scenario": "test"}))
+
+
+def chain_master(x: np.ndarray, boundaries: np.ndarray, rng: np.random.Generator, *, sr: int = SR,
+                 context_s: float = 5.0, ramp_s: float = 1.0, drift_db: float = 1.0) -> np.ndarray:
+    """A per-chunk mastering chain with smooth joins, as Auralis's and the
+    reference's (instrument/reference/mastering.py) are: each chunk is
+    rendered from ``context_s`` before its start, so every filter and the
+    compressor's envelope are warm at the join, with its own parameters
+    (gain from its loudness, high/low tilt, compressor threshold) ramped from
+    its predecessor's over its first ``ramp_s``; chunks are butt-joined. A
+    slow +-``drift_db`` gain drift (period 15-40 s) rides on top, as a
+    mastering chain's slow gain changes do. The clean control for dense content."""
+    from scipy.signal import butter, lfilter
+
+    x = np.asarray(x, dtype=np.float64)
+    edges = np.concatenate([[0], np.asarray(boundaries, dtype=np.int64), [len(x)]])
+    hp, lp = butter(1, 2500.0, "highpass", fs=sr), butter(1, 200.0, "lowpass", fs=sr)
+    env_a = np.exp(-1.0 / (0.05 * sr))
+    gr_a = np.exp(-1.0 / (0.1 * sr))
+    params = []
+    for k in range(len(edges) - 1):
+        seg = x[edges[k]:edges[k + 1]]
+        rms_db = 10 * np.log10(np.mean(seg ** 2) + 1e-12)
+        params.append((float(np.clip(-0.5 * (rms_db + 20.0), -3, 3) + rng.uniform(-1.0, 1.0)),
+                       rng.uniform(-0.3, 0.3), rng.uniform(-0.3, 0.3), rms_db + rng.uniform(0.0, 6.0)))
+    out = np.zeros_like(x)
+    dec = 32  # gains are smooth (>= 50 ms): computed every 32 frames and interpolated
+    for k in range(len(edges) - 1):
+        lo, hi = edges[k], edges[k + 1]
+        c0 = max(0, lo - int(context_s * sr))
+        seg = x[c0:hi]
+        n = hi - c0
+        r = min(hi - lo, int(ramp_s * sr)) if k > 0 else 0
+        prev = params[k - 1] if k > 0 else params[k]
+        knots = [0, lo - c0, lo - c0 + r, n]  # the predecessor's parameters, ramped into this chunk's
+
+        def ramp(j: int, at: np.ndarray) -> np.ndarray:
+            return np.interp(at, knots, [prev[j], prev[j], params[k][j], params[k][j]])
+
+        idx = np.arange(n)
+        y = seg + ramp(1, idx)[:, None] * lfilter(*hp, seg, axis=0) + ramp(2, idx)[:, None] * lfilter(*lp, seg, axis=0)
+        env = lfilter([1 - env_a], [1, -env_a], np.mean(y ** 2, axis=1))[::dec]
+        at = idx[::dec]
+        over = np.maximum(10 * np.log10(env + 1e-12) - ramp(3, at), 0.0)
+        gr = lfilter([1 - gr_a ** dec], [1, -gr_a ** dec], -0.5 * over)  # 2:1 above threshold, smoothed
+        y *= 10 ** (np.interp(idx, at, ramp(0, at) + gr) / 20)[:, None]
+        out[lo:hi] = y[lo - c0:]
+    t = np.arange(len(x)) / sr
+    drift = drift_db * np.sin(2 * np.pi * t / rng.uniform(15.0, 40.0) + rng.uniform(0, 2 * np.pi))
+    return (out * (10 ** (drift / 20))[:, None]).astype(np.float32)

@@ -179,3 +179,22 @@ def test_windows_at_copies_rows_of_one_and_two_channel_signals():
     np.testing.assert_array_equal(w[2, 1], x[15:20, 1])
     np.testing.assert_array_equal(windows_at(x[:, 0], np.array([3]), 4)[0], x[3:7, 0])
     assert scipy.fft.next_fast_len(4096, real=True) == 4096  # the correlation's FFT needs no padding
+
+
+def test_echo_match_search_equals_a_loop_over_every_lag():
+    """signature.echo_match_db's batched FFT search against the written-out
+    difference energy at every lag, on noise with a planted echo."""
+    from analysis.audio.signature import echo_match_db
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(20000).astype(np.float32)
+    x[12000:12064] = x[12000 - 1234:12000 - 1234 + 64] + 0.01 * x[12000:12064]  # a 1234-frame echo at 12000
+    centers = np.array([12000, 9000, 15500])
+    m, lags = echo_match_db(x, centers, lag_min=100, lag_max=3000, head=64)
+    for c, mi, li in zip(centers, m, lags):
+        h = x[c:c + 64].astype(np.float64)
+        err = np.array([np.sum((h - x[c - L:c - L + 64]) ** 2) for L in range(100, 3001)])
+        j = int(np.argmin(err))
+        assert li == 100 + j
+        assert mi == pytest.approx(10 * np.log10(np.sum(h * h) / (err[j] + 1e-9 * np.sum(h * h))), abs=1e-6)
+    assert lags[0] == 1234 and m[0] > 35

@@ -46,7 +46,8 @@ def test_injection_names_and_parse():
                                "seek-offset", "resume-replay", "stale-after-seek", "attenuate-after-silence",
                                "short-track-trim",  # position truth (issue 14)
                                "restart-loses-settings", "unsafe-concurrent-write", "path-traversal",
-                               "shutdown-leaks-children"}  # lifecycle checks (issue 19)
+                               "shutdown-leaks-children",  # lifecycle checks (issue 19)
+                               "pre-echo", "fade-in-dip"}  # Auralis's boundary signatures (issue 18)
     assert all("->" in d for d in INJECTIONS.values()), "each description says what a tool must report"
     assert "1048576 bytes" in INJECTIONS["leak-on-disconnect"]
     assert parse_injections("") == frozenset()
@@ -139,3 +140,22 @@ def test_boundary_injections_have_their_documented_size(sine, noise, enhanced):
     mid = 10 * np.log10(np.mean(y[i + int(0.2 * SR):i + int(0.3 * SR)] ** 2) /
                         np.mean(y[i + int(0.6 * SR):i + int(0.9 * SR)] ** 2))
     assert -4.0 < mid < -2.0, mid  # uncorrelated halves at 0.5/0.5 sum to -3 dB
+
+
+@pytest.mark.parametrize("enhanced", [False, True])
+def test_pre_echo_and_fade_in_dip_are_auralis_boundary_fades(noise, enhanced):
+    clean, b = stream(noise, enhanced)
+    n = int(0.2 * SR)
+    f = (np.sin(np.linspace(0.0, np.pi / 2, n)) ** 2)[:, None]
+    y, yb = stream(noise, enhanced, frozenset({"pre-echo"}))
+    assert len(y) == N and yb == b
+    for i in b:  # the tail already sent, replayed fading out under the head fading in
+        assert np.allclose(y[i:i + n], clean[i - n:i] * (1 - f) + clean[i:i + n] * f, atol=1e-6)
+    assert np.array_equal(np.delete(y, [j for i in b for j in range(i, i + n)], 0),
+                          np.delete(clean, [j for i in b for j in range(i, i + n)], 0))
+    y, yb = stream(noise, enhanced, frozenset({"fade-in-dip"}))
+    assert len(y) == N and yb == b
+    for i in b:
+        assert np.allclose(y[i:i + n], clean[i:i + n] * f, atol=1e-6) and not y[i].any()
+    assert np.array_equal(np.delete(y, [j for i in b for j in range(i, i + n)], 0),
+                          np.delete(clean, [j for i in b for j in range(i, i + n)], 0))

@@ -1,0 +1,293 @@
+"""Named boundary signatures: defects with a known mechanism and shape, so a
+report can say what happened instead of listing the clicks, dips and level
+steps the mechanism also produces.
+
+* ``pre_echo``: the last part of chunk N-1 replayed, fading out, into the
+  head of chunk N (a crossfade that mixes in a tail the client already
+  played). Just after the boundary the capture equals itself ``lag`` frames
+  earlier; the echo's weight, a level-weighted correlation per 5 ms frame,
+  then falls to zero over the fade.
+* ``fade_in_dip``: every chunk's head faded in from silence: the level just
+  after the boundary falls far below the level just before, then climbs back
+  (a V that starts at the boundary, not one centred on it as a crossfade's).
+
+Both metrics are scored against the same metric at non-boundary positions of
+the same stream (confirm.confirm), so periodic content, whose every position
+matches itself a period earlier, does not look like an echo.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from .alignment import _mono
+from .confirm import confirm, reference_positions, windows_at
+from .defect import AudioDefect
+
+_TINY = 1e-20
+# what a confirmed signature explains at its boundary: the other detectors see
+# the same mechanism as a click, a gap, a level or spectral step, a crossfade
+# dip or a lag change, and one defect must make one finding
+EXPLAINS = ("click", "gap", "level_step", "spectral_step", "crossfade_dip", "dropped_samples", "repeated_samples")
+
+
+def echo_match_db(xm: np.ndarray, centers: np.ndarray, *, lag_min: int, lag_max: int,
+                  head: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per centre c: how well xm[c:c+head] is explained by xm[c-L:c-L+head]
+    for the best L in [lag_min, lag_max] (dB: head energy over the energy of
+    the difference), and that L. All centres in one batched FFT correlation.
+    NaN where the window does not fit or the head is silent."""
+    c = np.asarray(centers, dtype=np.int64)
+    out, lags = np.full(len(c), np.nan), np.zeros(len(c), dtype=np.int64)
+    ok = (c - lag_max >= 0) & (c + head <= len(xm))
+    if not ok.any():
+        return out, lags
+    span = lag_max - lag_min + head  # the past the head may have come from
+    past = windows_at(xm, c[ok] - lag_max, span).astype(np.float32, copy=False)
+    h = windows_at(xm, c[ok], head).astype(np.float32, copy=False)
+    n = scipy.fft.next_fast_len(span, real=True)  # valid lags never wrap (see alignment._valid_correlation)
+    # the search in float32 (half the FFT cost); the chosen lag's match is
+    # then measured exactly in float64
+    cor = scipy.fft.irfft(scipy.fft.rfft(past, n, axis=1) * np.conj(scipy.fft.rfft(h, n, axis=1)), n,
+                          axis=1)[:, : span - head + 1]
+    cs = np.zeros((len(past), span + 1))
+    np.cumsum(past * past, axis=1, dtype=np.float64, out=cs[:, 1:])
+    e_past = cs[:, head:] - cs[:, : cs.shape[1] - head]
+    h64 = h.astype(np.float64)
+    e_h = np.einsum("ij,ij->i", h64, h64)
+    j = np.argmin(e_past - 2 * cor, axis=1)  # e_h is the same for every lag of a row
+    P = np.arange(len(j))
+    d = h64 - past[P[:, None], j[:, None] + np.arange(head)[None, :]]
+    err = np.einsum("ij,ij->i", d, d)
+    db = 10 * np.log10((e_h + _TINY) / (err + 1e-9 * e_h + _TINY))
+    db[e_h < head * 1e-10] = np.nan
+    out[ok], lags[ok] = db, lag_max - j
+    return out, lags
+
+
+def echo_weights(xm: np.ndarray, c: int, lag: int, *, frame: int, frames: int,
+                 sm: np.ndarray | None = None) -> np.ndarray:
+    """Per frame after c: the least-squares weight a with xm[c+t] ~ a*xm[c-lag+t]
+    (the echo's level-weighted correlation); with the aligned mono source sm,
+    jointly with a weight for the source at c+t (the new chunk's own audio),
+    so the content's own similarity at this lag does not bias a. NaN where
+    the past is silent."""
+    n = min(frames, (len(xm) - c) // frame)
+    y = xm[c: c + n * frame].astype(np.float64).reshape(n, frame)
+    p = xm[c - lag: c - lag + n * frame].astype(np.float64).reshape(n, frame)
+    pp, yp = np.einsum("ij,ij->i", p, p), np.einsum("ij,ij->i", y, p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if sm is None or c + n * frame > len(sm):
+            return np.where(pp > frame * 1e-12, yp / pp, np.nan)
+        s = sm[c: c + n * frame].astype(np.float64).reshape(n, frame)
+        ss, ps, ys = np.einsum("ij,ij->i", s, s), np.einsum("ij,ij->i", p, s), np.einsum("ij,ij->i", y, s)
+        det = pp * ss - ps * ps
+        ok = (pp > frame * 1e-12) & (det > 1e-6 * pp * ss)
+        return np.where(ok, (yp * ss - ys * ps) / np.where(ok, det, 1.0), np.nan)
+
+
+def _fade_fit(w: np.ndarray, frame_s: float) -> tuple[float, str]:
+    """(fade length s, shape) of a weight trace falling from ~1 to ~0: the
+    length and shape (equal-power cos^2, or linear) whose curve fits best."""
+    t = (np.arange(len(w)) + 0.5) * frame_s
+    good = np.isfinite(w)
+    best = (np.inf, 0.0, "cos2")
+    for L in np.arange(2, len(w) + 1) * frame_s:
+        u = np.clip(t / L, 0.0, 1.0)
+        for shape, model in (("cos2", np.cos(0.5 * np.pi * u) ** 2), ("linear", 1.0 - u)):
+            e = float(np.sum((w[good] - model[good]) ** 2))
+            if e < best[0]:
+                best = (e, float(L), shape)
+    return best[1], best[2]
+
+
+def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=None, x_mono: np.ndarray | None = None,
+                    lag_min_s: float = 0.005, lag_max_s: float = 0.5, head_s: float = 0.006,
+                    z_min: float = 6.0, excess_min_db: float = 10.0, match_min_db: float = 20.0,
+                    n_reference: int = 16, seed: int = 0) -> list[AudioDefect]:
+    """Pre-echo at boundaries. magnitude: length of the replayed audio (ms,
+    the lag at which the head matches the past); detail: fade length and
+    shape, the match in dB.
+
+    A repeat (the past sent again with nothing mixed in) also matches: it is
+    told apart half way through the lag, where a repeat still matches the
+    past exactly and an echo has half faded under the new chunk's audio.
+    With the aligned source, the match the source has at the same lag (a
+    tone or a sweep matching itself a period earlier) is subtracted."""
+    b = np.asarray(boundaries, dtype=np.int64)
+    if not len(b):
+        return []
+    xm = _mono(x) if x_mono is None else x_mono
+    lag_min, lag_max, head = int(lag_min_s * sr), int(lag_max_s * sr), int(head_s * sr)
+    # the boundaries first: a signature needs a head matching its past by
+    # match_min_db, and on most streams none does, so the references (the
+    # bulk of the cost) are searched only when one might be confirmed
+    mb, lb = echo_match_db(xm, b, lag_min=lag_min, lag_max=lag_max, head=head)
+    if not np.any(mb >= match_min_db):
+        return []
+    refs = reference_positions(len(xm), b, sr, count=n_reference, guard_s=lag_max_s + 0.25, seed=seed + 7)
+    pos = np.concatenate([b, refs])
+    mr, lr = echo_match_db(xm, refs, lag_min=lag_min, lag_max=lag_max, head=head)
+    m, lags = np.concatenate([mb, mr]), np.concatenate([lb, lr])
+    if source is not None:
+        # the source's own match at the same lag is content (a sweep or a
+        # tone matches itself a period earlier): only the excess is an echo
+        sm = source.mono() if hasattr(source, "mono") else _mono(np.asarray(source))
+        ok = np.isfinite(m) & (pos - lags >= 0) & (pos + head <= len(sm))
+        if ok.any():
+            h = windows_at(sm, pos[ok], head).astype(np.float64)
+            d = h - windows_at(sm, pos[ok] - lags[ok], head)
+            e = np.einsum("ij,ij->i", h, h)
+            m[ok] -= np.maximum(10 * np.log10((e + _TINY) / (np.einsum("ij,ij->i", d, d) + 1e-9 * e + _TINY)), 0.0)
+    conf = confirm(m[: len(b)], m[len(b):], z_min=z_min, excess_min=excess_min_db, scale_floor=1.0)
+    out = []
+    frame = int(0.005 * sr)
+    sm = None if source is None else (source.mono() if hasattr(source, "mono") else _mono(np.asarray(source)))
+    for i, cf in enumerate(conf):
+        if not (cf.confirmed and cf.metric >= match_min_db):
+            continue
+        c, lag = int(b[i]), int(lags[i])
+        if c - 2 * lag < 0 or c + 2 * lag > len(xm):
+            continue
+        half = xm[c + lag // 2 - head // 2: c + lag // 2 + head // 2].astype(np.float64)
+        diff = half - xm[c - lag + lag // 2 - head // 2: c - lag + lag // 2 + head // 2]
+        if 10 * np.log10((half @ half + _TINY) / (diff @ diff + 1e-9 * (half @ half) + _TINY)) >= match_min_db:
+            # still the past, unfaded, half way through: a repeat, not an echo.
+            # With a source the alignment measures it; without one this is
+            # the only evidence, and the lag is its length
+            if sm is None:
+                out.append(AudioDefect("repeated_samples", c / sr, i, float(lag), "samples", cf.score,
+                                       cf.false_alarm_rate, {"method": "self_match", "match_db": cf.metric,
+                                                             "lag_frames": lag, "n_reference": cf.n_reference}))
+            continue
+        nfr = max(4, int(2.5 * lag / frame))
+        w = echo_weights(xm, c, lag, frame=frame, frames=nfr, sm=sm)
+        # without a source, the content's own similarity at this lag,
+        # measured before the boundary, is what the weight tends to once the
+        # echo has faded: w = fade + (1 - fade) * a0
+        before = xm[c - lag: c].astype(np.float64)
+        past = xm[c - 2 * lag: c - lag].astype(np.float64)
+        a0 = 0.0 if sm is not None else float(np.clip((before @ past) / (past @ past + _TINY), -0.9, 0.9))
+        fade = (np.nan_to_num(w, nan=a0) - a0) / (1.0 - a0)
+        fade_s, shape = _fade_fit(np.clip(fade, -0.5, 1.5), frame / sr)
+        out.append(AudioDefect("pre_echo", c / sr, i, 1000.0 * lag / sr, "ms", cf.score, cf.false_alarm_rate,
+                               {"match_db": cf.metric, "lag_frames": lag, "fade_s": round(fade_s, 4),
+                                "fade_shape": shape, "n_reference": cf.n_reference}))
+    return out
+
+
+def level_trace(x: np.ndarray, frame: int) -> np.ndarray:
+    """Power (summed over channels) per frame, dB (crossfade's batched dot per frame)."""
+    from .crossfade import level_trace_db
+
+    return level_trace_db(x, 1, frame)[0]
+
+
+def _fade_in_fit(after_db: np.ndarray, frame_s: float, floor_db: float = -50.0) -> tuple[float, str]:
+    """(length s, shape) of a fade-in from a level trace (dB per frame from
+    the boundary): the sin^2 or linear amplitude fade of length L, plus a
+    free level after it (content moves on), that fits the trace best in dB.
+    In dB the deep early frames, where the fade and not the content sets the
+    level, weigh most."""
+    y = np.nan_to_num(np.maximum(after_db, floor_db), nan=0.0)
+    t = (np.arange(len(y)) + 0.5) * frame_s
+    best = (np.inf, 0.0, "sin2")
+    for L in np.arange(2, len(y) + 1) * frame_s:
+        u = np.clip(t / L, 1e-6, 1.0)
+        for shape, amp in (("sin2", np.sin(0.5 * np.pi * u) ** 2), ("linear", u)):
+            model = np.maximum(20 * np.log10(amp), floor_db)
+            r = y - model
+            e = float(np.sum((r - r.mean()) ** 2))
+            if e < best[0]:
+                best = (e, float(L), shape)
+    return best[1], best[2]
+
+
+def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=None, frame_s: float = 0.005,
+                        before_s: float = 0.1, head_s: float = 0.01, z_min: float = 6.0, excess_min_db: float = 10.0,
+                        scale_floor_db: float = 0.5, max_len_s: float = 1.0, min_len_s: float = 0.03,
+                        n_reference: int = 80,
+                        seed: int = 0) -> list[AudioDefect]:
+    """Fade-in dips at boundaries. magnitude: depth in dB (level of the first
+    ``head_s`` after the boundary under the level of the ``before_s`` before
+    it, positive); detail: the fade's length and shape fitted to the level
+    climbing back. With the aligned source, levels are relative to its own.
+    A fade from silence is deep (>= 10 dB over the references' median) and
+    lasts (>= ``min_len_s``); a 5 ms dip at a time-code slot edge is neither."""
+    b = np.asarray(boundaries, dtype=np.int64)
+    if not len(b):
+        return []
+    frame = max(1, int(frame_s * sr))
+    nb, nh = int(before_s / frame_s), max(1, int(head_s / frame_s))
+    # screen: a boundary whose head is not about excess_min_db under the
+    # level before it (relative to the source's, when given) cannot be
+    # confirmed; the whole-stream traces and the references are computed
+    # only when one might be
+    lo = b - (nb + 2) * frame
+    ok = (lo >= 0) & (b + (nh + 2) * frame <= len(x))
+    sv = None
+    if source is not None:
+        sv = source.start_view() if hasattr(source, "start_view") else source
+        ok &= b + (nh + 2) * frame <= len(sv)
+    if ok.any():
+        depth = []
+        for c in b[ok]:
+            a, z = c - (nb + 2) * frame - c % frame, c + (nh + 2) * frame
+            t = level_trace(x[a:z], frame)
+            if sv is not None:
+                t = t - level_trace(sv[a:z], frame)
+            depth.append(float(np.mean(t[: nb]) - np.min(t[nb + 2: nb + 2 + nh + 1])))
+        if max(depth) < excess_min_db - 3.0:  # 3 dB of margin for the frame grid and the references' median
+            return []
+    tr = absolute = level_trace(x, frame)
+    if sv is not None:
+        st = level_trace(sv, frame)
+        k = min(len(st), len(tr))
+        tr = np.where(st[:k] > -90, tr[:k] - st[:k], np.nan)
+    nmax = int(max_len_s / frame_s)
+    refs = reference_positions(len(x), b, sr, count=n_reference, guard_s=max_len_s + 0.25, seed=seed + 5)
+    pos = np.concatenate([b, refs])
+    f0 = -(-pos // frame)  # first whole frame at or after the position
+    ok = (f0 - nb - 1 >= 0) & (f0 + nmax <= len(tr))
+    cs = np.concatenate([[0.0], np.cumsum(np.nan_to_num(tr, nan=0.0))])
+    bad = np.concatenate([[0], np.cumsum(~np.isfinite(tr))])
+    fs = np.clip(f0, nb + 1, len(tr) - nmax)
+    pre = (cs[fs - 1] - cs[fs - 1 - nb]) / nb  # the frame straddling the position is left out
+    hd = (cs[fs + nh] - cs[fs]) / nh
+    m = np.where(ok & (bad[fs + nh] - bad[fs - 1 - nb] == 0) & (pre > (-200 if source is not None else -90)),
+                 pre - hd, np.nan)
+    conf = confirm(m[: len(b)], m[len(b):], z_min=z_min, excess_min=excess_min_db, scale_floor=scale_floor_db)
+    out = []
+    for i, cf in enumerate(conf):
+        if not cf.confirmed:
+            continue
+        if np.sum(absolute[fs[i]: fs[i] + 4] < -120) >= 2:
+            continue  # digital silence: a gap's, not a fade's
+        after = tr[fs[i]: fs[i] + nmax] - pre[i]
+        L, shape = _fade_in_fit(after, frame_s)
+        if L < min_len_s:
+            continue  # a few ms: a click's or a gap's shape (the time code's slot ramps), not a fade-in
+        rec = after[int(min(len(after) - 1, (L / frame_s) + 0.1 / frame_s)):]
+        if not len(rec) or np.nanmedian(rec) < -3.0:
+            continue  # never climbs back: a level step down, not a dip
+        out.append(AudioDefect("fade_in_dip", float(b[i] / sr), i, cf.metric, "dB", cf.score, cf.false_alarm_rate,
+                               {"length_s": round(L, 4), "fade_shape": shape,
+                                "n_reference": cf.n_reference, "source_relative": source is not None}))
+    return out
+
+
+def explained_by(signatures: list[AudioDefect], sr: int, defects: list[AudioDefect]) -> list[AudioDefect]:
+    """The defects a confirmed signature explains (see EXPLAINS): at its
+    boundary, or without one inside its span. Each signature lists them."""
+    gone = []
+    for d in defects:
+        if d.kind not in EXPLAINS:
+            continue
+        for s in signatures:
+            span = (s.detail.get("fade_s") or s.detail.get("length_s") or 0.2) + 0.06
+            if d.boundary_index == s.boundary_index or (
+                    d.boundary_index is None and -0.005 <= d.time_s - s.time_s <= span):
+                s.detail.setdefault("explains", []).append(d.kind)
+                gone.append(d)
+                break
+    return gone

@@ -1,0 +1,139 @@
+"""Known answers for the named boundary signatures (pre_echo, fade_in_dip),
+injected the way Auralis's history had them (200 ms, sin^2/cos^2), on every
+content type, with and without the source; clean dense music through a
+per-chunk mastering chain gives nothing. Seeds differ from the benchmark's."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis import signals
+from analysis.audio import analyse_capture
+from analysis.music_corpus import dense_music
+
+from .synth import SR, chain_master, per_chunk_master, random_boundaries
+
+DUR = 36.0
+FADE = int(0.2 * SR)
+_cache: dict = {}
+
+
+def track(name: str) -> np.ndarray:
+    if name not in _cache:
+        gen = {"pink": signals.pink_noise_stereo, "sweep": signals.log_sweep, "timecode": signals.time_coded,
+               "music": signals.short_track, "dense": lambda duration_s, sr: dense_music(duration_s, sr, seed=41)}[name]
+        _cache[name] = gen(duration_s=DUR, sr=SR)
+    return _cache[name]
+
+
+def case(name: str, seed: int):
+    rng = np.random.default_rng(seed)
+    src = track(name)
+    b = random_boundaries(len(src), rng)
+    master = chain_master if name == "dense" else per_chunk_master
+    return src, master(src, b, rng), b
+
+
+def pre_echo(x: np.ndarray, b: np.ndarray, n: int = FADE) -> np.ndarray:
+    """Auralis before 48a038ee: the sent tail mixed again into the next head."""
+    y = x.copy()
+    f = np.sin(np.linspace(0, np.pi / 2, n))[:, None] ** 2
+    for at in b:
+        y[at:at + n] = x[at - n:at] * (1 - f) + x[at:at + n] * f
+    return y
+
+
+def fade_in(x: np.ndarray, b: np.ndarray, n: int = FADE) -> np.ndarray:
+    y = x.copy()
+    f = np.sin(np.linspace(0, np.pi / 2, n))[:, None] ** 2
+    for at in b:
+        y[at:at + n] = x[at:at + n] * f
+    return y
+
+
+@pytest.mark.parametrize("name", ["pink", "sweep", "timecode", "music", "dense"])
+@pytest.mark.parametrize("with_source", [True, False])
+def test_pre_echo_found_with_its_length_and_fade_and_nothing_else(name, with_source):
+    if not with_source and name in ("sweep", "timecode"):
+        pytest.skip("a tone matches itself a period earlier at every position: without the source, "
+                    "an echo of it is not told from the content")
+    src, x, b = case(name, 31)
+    res = analyse_capture(pre_echo(x, b), SR, b, source=src if with_source else None)
+    assert [d.kind for d in res.defects] == ["pre_echo"] * len(b), res.defects
+    for i, d in enumerate(res.defects):
+        assert d.boundary_index == i and d.time_s == pytest.approx(b[i] / SR)
+        assert d.magnitude == pytest.approx(200.0, abs=0.1)  # the replayed length, ms
+        if with_source:  # the fade separates cleanly from the new audio only with the source
+            assert d.detail["fade_s"] == pytest.approx(0.2, abs=0.03) and d.detail["fade_shape"] == "cos2"
+
+
+@pytest.mark.parametrize("name", ["pink", "sweep", "timecode", "music", "dense"])
+@pytest.mark.parametrize("with_source", [True, False])
+def test_fade_in_dip_found_with_its_length_and_depth_and_nothing_else(name, with_source):
+    src, x, b = case(name, 32)
+    res = analyse_capture(fade_in(x, b), SR, b, source=src if with_source else None)
+    assert [d.kind for d in res.defects] == ["fade_in_dip"] * len(b), res.defects
+    for i, d in enumerate(res.defects):
+        assert d.boundary_index == i and d.time_s == pytest.approx(b[i] / SR)
+        assert d.magnitude >= 20.0  # dB under the level before the boundary
+        assert d.detail["length_s"] == pytest.approx(0.2, abs=0.03 if with_source else 0.1)
+
+
+def test_a_plain_repeat_is_not_an_echo():
+    src, x, b = case("pink", 33)
+    at, n = int(b[0]), int(0.03 * SR)
+    y = np.insert(x, at, x[at - n:at], axis=0)
+    yb = np.where(b > at, b + n, b)
+    for source in (src, None):
+        kinds = [d.kind for d in analyse_capture(y, SR, yb, source=source,
+                                                 expected_frames=len(src) if source is not None else None).defects]
+        assert "pre_echo" not in kinds and "repeated_samples" in kinds, kinds
+
+
+@pytest.mark.parametrize("seed", [34, 35])
+def test_clean_dense_music_through_a_chunked_mastering_chain_gives_nothing(seed):
+    src, x, b = case("dense", seed)
+    assert analyse_capture(x, SR, b, source=src, enhanced=True).defects == []
+    assert analyse_capture(x, SR, b).defects == []
+
+
+@pytest.mark.parametrize("ms", [5, 10, 20, 50])
+@pytest.mark.parametrize("kind", ["repeated_samples", "dropped_samples"])
+def test_a_repeat_or_drop_of_periods_on_periodic_content_has_the_length_the_stream_says(ms, kind):
+    """A 147 Hz note with 24 harmonics: a repeat of a few periods correlates
+    as a lag of a few samples either way; the length difference settles it."""
+    from analysis.music_corpus import harmonic_tone
+
+    src = harmonic_tone(30.0, SR)
+    rng = np.random.default_rng(36 + ms)
+    b = random_boundaries(len(src), rng)
+    x = chain_master(src, b, rng)
+    at, n = int(b[1]), int(round(ms * SR / 1000))
+    if kind == "repeated_samples":
+        y, yb = np.insert(x, at, x[at - n:at], axis=0), np.where(b > at, b + n, b)
+    else:
+        y, yb = np.delete(x, np.arange(at, at + n), axis=0), np.where(b > at, b - n, b)
+    found = [d for d in analyse_capture(y, SR, yb, source=src, expected_frames=len(src)).defects
+             if d.kind in ("repeated_samples", "dropped_samples")]
+    assert [(d.kind, d.magnitude, d.boundary_index) for d in found] == [(kind, n, 1)], found
+    assert abs(found[0].time_s * SR - at) <= 4
+
+
+@pytest.mark.parametrize("name", ["pink", "dense"])
+def test_a_repeat_without_a_source_is_found_by_the_capture_matching_itself(name):
+    src, x, b = case(name, 37)
+    at, n = int(b[0]), int(0.03 * SR)
+    y, yb = np.insert(x, at, x[at - n:at], axis=0), np.where(b > at, b + n, b)
+    found = [d for d in analyse_capture(y, SR, yb).defects if d.kind == "repeated_samples"]
+    assert [(d.magnitude, d.boundary_index) for d in found] == [(n, 0)], found
+
+
+def test_a_length_off_by_a_frame_does_not_resize_a_measured_drop():
+    """A seek between two frames leaves the expected length +-1 frame uncertain:
+    a 1-sample drop measured on noise stays 1 sample, not 2."""
+    src, x, b = case("pink", 38)
+    at = int(b[0])
+    y, yb = np.delete(x, [at], axis=0), np.where(b > at, b - 1, b)
+    found = [d for d in analyse_capture(y, SR, yb, source=src, expected_frames=len(src) + 1).defects
+             if d.kind in ("repeated_samples", "dropped_samples")]
+    assert [(d.kind, d.magnitude) for d in found] == [("dropped_samples", 1.0)], found
