@@ -184,7 +184,7 @@ def test_a_stall_explains_a_gap_only_when_overlap_and_length_agree():
 
 
 def test_library_and_native_frames_are_named_without_machine_paths():
-    assert short_path("/home/u/venv/lib/python3.13/site-packages/websockets/frames.py") == "websockets/frames.py"
+    assert short_path("/opt/u/venv/lib/python3.13/site-packages/websockets/frames.py") == "websockets/frames.py"
     assert short_path("/usr/lib/python3.13/threading.py") == "stdlib/threading.py"
     native = {"stacks": [{"frames": [{"file": "<frozen runpy>", "line": 1, "function": "_run_code"},
                                      {"file": "/x/instrument/agent/__main__.py", "line": 9, "function": "main"}]}]}
