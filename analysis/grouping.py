@@ -30,7 +30,9 @@ from .model import Finding, severity_rank
 # content-change families at chunk boundaries; the first kind of each family
 # present leads its group (the most specific description of the cause)
 BOUNDARY_FAMILIES: dict[str, tuple[str, ...]] = {
-    "repeat": ("repeated_audio", "repeated_samples"),
+    # a position jump inside a stream (analysis/audio/position.py) is a repeat
+    # (backward) or a loss (forward) seen on the position trace; the two join
+    "repeat": ("repeated_audio", "repeated_samples", "position_jump"),
     "loss": ("crossfade_dip", "missing_audio", "dropped_samples"),
     "silence": ("gap",),
     "level": ("level_step", "spectral_step"),

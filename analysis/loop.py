@@ -310,7 +310,13 @@ def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float
                 worst_gap = max(worst_gap, (g1 - g0) * 1000)
     leaves = Counter(lf for lf in (leaf_frame(x) for x in items) if lf)
     mx, total = float(d.max()), float(d.sum())
-    severity = "HIGH" if mx >= 250 or total >= 2000 else ("MEDIUM" if mx >= 100 or total >= 500 else "LOW")
+    # severity from the time the target held the loop: a stall's run-queue wait
+    # (the thread runnable, the machine busy elsewhere) is the host's, and on a
+    # loaded machine it can lengthen a 120 ms sleep past any threshold
+    own = np.array([max(0.0, float(x["duration_ms"]) - float(x.get("runq_wait_ms") or 0.0)) for x in items])
+    own_mx, own_total = float(own.max()), float(own.sum())
+    severity = ("HIGH" if own_mx >= 250 or own_total >= 2000
+                else ("MEDIUM" if own_mx >= 100 or own_total >= 500 else "LOW"))
     nature = ("CPU-bound" if cpu_bound > len(items) / 2 else "waiting (sleep, blocking I/O or a lock)")
     stack = next((s for s in items[0].get("stacks") or [] if s.get("frames")), None)
     excerpt = []

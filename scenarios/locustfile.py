@@ -86,17 +86,23 @@ def _progress_writer() -> None:
     while True:
         env = _ENV.get("env")
         users = env.runner.user_count if env is not None and env.runner is not None else 0
-        _USERS_MAX[0] = max(_USERS_MAX[0], users)  # the wrapper checks every requested user started
+        _USERS_MAX[0] = max(_USERS_MAX[0], users, len(_DONE))  # the wrapper checks every requested user started
         expected = sum(int(c) for c in (CONFIG.get("users") or {}).values())
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"t": time.time(), "users": users, "users_max": _USERS_MAX[0], **STATS}))
+        os.replace(tmp, path)
         if expected and len(_DONE) >= expected and env is not None and env.runner is not None \
                 and not CONFIG.get("locust_workers"):
             load_event("all_users_done")
             env.runner.quit()  # a finite scenario has nothing left to do
             return
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"t": time.time(), "users": users, "users_max": _USERS_MAX[0], **STATS}))
-        os.replace(tmp, path)
         gevent.sleep(1.0)
+
+
+@events.spawning_complete.add_listener
+def _on_spawned(user_count, **_kw):
+    # users that stream for less than the progress writer's second are still counted
+    _USERS_MAX[0] = max(_USERS_MAX[0], int(user_count))
 
 
 def _on_session_event(kind: str, data: dict[str, Any]) -> None:

@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutdown_watch.cancel()
             sendbuffers.stop()
+            meter.snapshot()  # the watchdog's CPU, read while its thread still runs (a short run may have no periodic one)
             watchdog.stop()
 
     # uvicorn re-raises the SIGTERM it handled once it has shut down, with the
