@@ -82,11 +82,21 @@ class RequestMatcher:
         reqs = self.by_conn.get(conn, [])
         track = st.summary.get("track_id")
         after = self.done.get(conn, -1)
+        stype = st.summary.get("stream_type")
+
+        def could_make(m: dict[str, Any]) -> bool:
+            # the same track, and a command that starts this path: play_normal
+            # streams the normal path; play_enhanced and seek the enhanced one
+            if track is not None and str((m.get("data") or {}).get("track_id")) != str(track):
+                return False
+            made = {"play_normal": "normal", "play_enhanced": "enhanced", "seek": "enhanced"}.get(m.get("type"))
+            return stype not in ("normal", "enhanced") or made is None or made == stype
+
         out = [(i, m) for i, (t, m) in enumerate(reqs)
-               if i > after and (start_t is None or t <= start_t)
-               and (track is None or str((m.get("data") or {}).get("track_id")) == str(track))]
-        if not out and isinstance(st.summary.get("request"), dict):
-            return [(-1, st.summary["request"])]
+               if i > after and (start_t is None or t <= start_t) and could_make(m)]
+        own = st.summary.get("request")
+        if not out and isinstance(own, dict) and could_make(own):
+            return [(-1, own)]
         return out
 
     def answered(self, st: Stream, index: int) -> None:

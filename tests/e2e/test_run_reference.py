@@ -196,8 +196,9 @@ def test_target_whose_loop_hangs_gives_its_last_stacks(tmp_path):
     process still runs, unlike a SIGSTOPped one), naming the blocking function."""
     root = fake_auralis(tmp_path / "Auralis", BLOCKS_LOOP_LATER)
     out = tmp_path / "r"
-    r = run_cli("--scenario", "smoke", "--duration", "30", "--target", "auralis", "--auralis-root", str(root),
-                "--auralis-python", sys.executable, "--out", str(out))
+    # a scenario that keeps its users for its whole duration (smoke ends when its streams do)
+    r = run_cli("--scenario", "library-browse", "--users", "2", "--duration", "30", "--target", "auralis",
+                "--auralis-root", str(root), "--auralis-python", sys.executable, "--out", str(out))
     assert r.returncode == 2, r.stdout + r.stderr
     assert "target stopped answering" in verdict_line(r) and "SIGSTOP" not in verdict_line(r)
     run = run_json(out)
