@@ -86,10 +86,11 @@ class RequestMatcher:
 
         def could_make(m: dict[str, Any]) -> bool:
             # the same track, and a command that starts this path: play_normal
-            # streams the normal path; play_enhanced and seek the enhanced one
+            # streams the normal path, play_enhanced the enhanced one (a seek
+            # may continue either: Auralis's always goes enhanced, others not)
             if track is not None and str((m.get("data") or {}).get("track_id")) != str(track):
                 return False
-            made = {"play_normal": "normal", "play_enhanced": "enhanced", "seek": "enhanced"}.get(m.get("type"))
+            made = {"play_normal": "normal", "play_enhanced": "enhanced"}.get(m.get("type"))
             return stype not in ("normal", "enhanced") or made is None or made == stype
 
         out = [(i, m) for i, (t, m) in enumerate(reqs)

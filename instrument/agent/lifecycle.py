@@ -42,8 +42,8 @@ def record_threads(out_dir: Path, code_roots: list[str]) -> None:
         me = threading.get_ident()
         threads = []
         for t in threading.enumerate():
-            if t.ident == me or t.ident not in current:
-                continue
+            if t.ident == me or t.ident not in current or t.name.startswith("earshot-"):
+                continue  # the agent's own threads are ours, not what the target left running
             frames = _frames(current[t.ident])
             own = [f for f in frames if any(str(f["file"]).startswith(r + os.sep) for r in code_roots)]
             threads.append({"name": t.name, "daemon": t.daemon, "idle_pool_worker": _idle(frames),
