@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from scenarios import catalogue
 
 from . import repeat
 from .procs import stop_all
+from .stages import install_stop_signals
 from .targets import DEFAULT_STANDIN
 from .errors import EXIT_FAIL, EXIT_INVALID, EXIT_PASS, RunError
 from .run import build_parser as run_parser
@@ -269,15 +269,14 @@ def _plain(o: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    # SIGTERM (a CI runner cancelling us) is handled like Ctrl-C
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    install_stop_signals()  # SIGTERM (a CI runner cancelling us) stops like Ctrl-C, each named
     try:
         return execute(a)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INVALID
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"\ninterrupted by {str(e) or 'Ctrl-C (SIGINT)'}", file=sys.stderr)
         return EXIT_INVALID
     finally:
         stop_all()

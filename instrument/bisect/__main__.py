@@ -14,7 +14,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -292,7 +291,9 @@ def write_reports(plan: Plan, steps: list[dict[str, Any]], state: dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # SIGTERM (a CI runner cancelling us) is handled like Ctrl-C: the log is kept
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from instrument.stages import install_stop_signals
+
+    install_stop_signals()  # the runs it makes install the same: SIGINT and SIGTERM stop alike, each named
     t0 = time.monotonic()
     try:
         plan = make_plan(args)
