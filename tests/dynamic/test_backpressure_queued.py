@@ -14,10 +14,9 @@ import pytest
 
 from analysis.dynamic import backpressure as a_backpressure
 from instrument.dynamic.backpressure_check import backpressure
-from instrument.procs import OwnedProcess, free_port, wait_for_health
-from instrument.sampler import ProcessSampler
 from instrument.targets import reference_target
-from scenarios import tracks as tracks_mod
+
+from .agent_reference import agent_reference
 
 SECONDS = 120.0
 TRACK_MIB = SECONDS * 44100 * 2 * 4 / (1 << 20)
@@ -121,30 +120,13 @@ def _agent_check(tmp_path, inject: str) -> dict:
     """The reference under the real agent (as in a run), the real sampler,
     the real check."""
     run_dir = tmp_path / (inject or "clean")
-    target = reference_target(frozenset([inject]) if inject else frozenset())
-    env = target.process_env(run_dir)
-    env["MALLOC_ARENA_MAX"] = "1"
-    port = free_port()
-    argv = target.agent_argv(port=port, run_dir=run_dir, loop="asyncio", stall_ms=50, trace_memory=False,
-                             trace_frames=25, profile="none", monitor_port=None)
-    proc = OwnedProcess("target", argv, cwd=target.app_dir, env=env, log=run_dir / "target.log")
-    sampler = None
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_health(f"{base}/api/health", proc, 60)
-        tracks = tracks_mod.write_tracks(["sine"], run_dir / "home", run_dir, seconds=SECONDS)
-        tracks_mod.scan_and_match(base, tracks, run_dir / "home" / "Music" / tracks_mod.MUSIC_SUBDIR)
-        sampler = ProcessSampler(proc.pid, run_dir / "samples.jsonl").start()
+    with agent_reference(run_dir, inject, ["sine"], SECONDS, {"MALLOC_ARENA_MAX": "1"}) as (base, tracks, proc):
         res = backpressure(base_url=base, run_dir=run_dir, tracks=tracks, compression=False,
                            target_kind="reference", hold_s=5.0, settle_s=1.0)
         json.dumps(res)
         assert res["outcome"] == "done", res
         assert proc.alive()
         return res
-    finally:
-        if sampler:
-            sampler.stop()
-        proc.stop(grace_s=10)
 
 
 @pytest.mark.slow

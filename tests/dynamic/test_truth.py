@@ -12,10 +12,8 @@ import pytest
 from analysis.dynamic import truth as a_truth
 from analysis.rundir import list_streams
 from instrument.dynamic.truth_check import truth
-from instrument.procs import OwnedProcess, free_port, wait_for_health
-from instrument.sampler import ProcessSampler
-from instrument.targets import reference_target
-from scenarios import tracks as tracks_mod
+
+from .agent_reference import agent_reference
 
 
 def _s(path, track, **kw):
@@ -63,28 +61,11 @@ def test_a_check_that_could_not_run_is_said():
 
 def _run_truth(tmp_path, inject: str) -> tuple[dict, object]:
     run_dir = tmp_path / (inject or "clean")
-    target = reference_target(frozenset([inject]) if inject else frozenset())
-    env = target.process_env(run_dir)
-    port = free_port()
-    argv = target.agent_argv(port=port, run_dir=run_dir, loop="asyncio", stall_ms=50, trace_memory=False,
-                             trace_frames=25, profile="none", monitor_port=None)
-    proc = OwnedProcess("target", argv, cwd=target.app_dir, env=env, log=run_dir / "target.log")
-    sampler = None
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_health(f"{base}/api/health", proc, 60)
-        tracks = tracks_mod.write_tracks(["short", "sine"], run_dir / "home", run_dir, seconds=25)
-        tracks_mod.scan_and_match(base, tracks, run_dir / "home" / "Music" / tracks_mod.MUSIC_SUBDIR)
-        tracks_mod.save_manifest(tracks, run_dir)
-        sampler = ProcessSampler(proc.pid, run_dir / "samples.jsonl").start()
+    with agent_reference(run_dir, inject, ["short", "sine"], 25) as (base, tracks, _proc):
         res = truth(base_url=base, run_dir=run_dir, tracks=tracks, compression=False, stream_timeout_s=60,
                     quiet_timeout_s=15)
         json.dumps(res)
         return res, run_dir
-    finally:
-        if sampler:
-            sampler.stop()
-        proc.stop(grace_s=10)
 
 
 @pytest.mark.slow
