@@ -28,6 +28,7 @@ Everything here is pure: arrays and numbers in, AudioDefects out.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,25 @@ class Segment:
     lag: float  # source frame - capture frame at the segment's first window
 
 
+class SourceIndexCache:
+    """Whole-source indexes kept across the captures of one run: a run plays
+    the same few tracks hundreds of times (a disconnect storm), and the index
+    of a track costs as much as all of a short capture's own searches.
+    Keyed by the source array's identity; the cache holds the array, so the
+    identity cannot be reused while the entry lives."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, int], tuple[np.ndarray, "_SourceIndex"]] = {}
+
+    def get(self, source: np.ndarray, sm: np.ndarray, window: int) -> "_SourceIndex":
+        key = (id(source), window)
+        hit = self._entries.get(key)
+        if hit is None or hit[0] is not source:
+            hit = (source, _SourceIndex(sm, window))
+            self._entries[key] = hit
+        return hit[1]
+
+
 class _SourceIndex:
     """The source's spectrum and running energy, made once per source, so a
     whole-source search of one window costs one FFT pair."""
@@ -100,9 +120,21 @@ class _SourceIndex:
         self.n = scipy.fft.next_fast_len(len(sm) + window, real=True)
         self.spec = scipy.fft.rfft(sm.astype(np.float64), self.n)
         self.cs = np.concatenate([[0.0], np.cumsum(sm.astype(np.float64) ** 2)])
+        # answers by the segment's bytes: the streams of a storm that start
+        # where others did carry the same head (the normal path is bit-exact),
+        # and each whole-source search is two FFTs of the track's length
+        self._answers: dict[tuple[bytes, float, int], tuple[int, float] | None] = {}
 
     def search(self, seg: np.ndarray, *, ambiguity: float, guard: int) -> tuple[int, float] | None:
         """(source frame where seg starts, correlation), or None if ambiguous."""
+        seg = np.ascontiguousarray(seg, dtype=np.float64)
+        key = (hashlib.blake2b(seg.tobytes(), digest_size=16).digest() + len(seg).to_bytes(8, "little"),
+               float(ambiguity), int(guard))
+        if key not in self._answers:
+            self._answers[key] = self._search(seg, ambiguity=ambiguity, guard=guard)
+        return self._answers[key]
+
+    def _search(self, seg: np.ndarray, *, ambiguity: float, guard: int) -> tuple[int, float] | None:
         w = len(seg)
         if len(self.sm) < w:
             return None
@@ -124,7 +156,7 @@ def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag:
                     global_window_s: float = 1.0, anchor_s: float = 3.0, min_corr: float = 0.6,
                     global_min_corr: float = 0.7, ambiguity: float = 0.97, silent_dbfs: float = -60.0,
                     max_global_searches: int = 24, global_cooldown_s: float = 1.0,
-                    anchor_jump_s: float = 0.05) -> PositionTrace:
+                    anchor_jump_s: float = 0.05, index_cache: SourceIndexCache | None = None) -> PositionTrace:
     """The position trace of capture x against the whole source (mono or
     (frames, channels) each). expected_lag: where the capture should start
     in the source (frames), tried first with ``window_s`` windows every
@@ -135,7 +167,8 @@ def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag:
     time). The first run of windows is then anchored: up to
     ``anchor_s`` of it searched over the whole source must land where the
     trace put it, and no other place may match nearly as well (music repeats
-    a bar; a sine repeats every period)."""
+    a bar; a sine repeats every period). index_cache: shares the
+    whole-source index between captures of the same source array."""
     xm, sm = _mono(x), _mono(source)
     w = max(256, int(window_s * sr))
     gw = max(w, int(global_window_s * sr))
@@ -161,7 +194,7 @@ def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag:
                 found = (r[0], r[1])
         if found is None and searches < max_global_searches and p >= next_global:
             if index is None:
-                index = _SourceIndex(sm, aw)
+                index = index_cache.get(source, sm, aw) if index_cache is not None else _SourceIndex(sm, aw)
             searches += 1
             gseg = xm[p: p + gw].astype(np.float64)
             g = index.search(gseg, ambiguity=ambiguity, guard=len(gseg) // 2)
@@ -186,7 +219,7 @@ def trace_positions(x: np.ndarray, source: np.ndarray, sr: int, *, expected_lag:
         a0 = int(starts[first])
         a1 = min(len(xm), a0 + aw, int(starts[last]) + w)
         if index is None:
-            index = _SourceIndex(sm, aw)
+            index = index_cache.get(source, sm, aw) if index_cache is not None else _SourceIndex(sm, aw)
         aseg = xm[a0:a1].astype(np.float64)
         g = index.search(aseg, ambiguity=ambiguity, guard=len(aseg) // 2)
         anchored = g is not None and abs((g[0] - a0) - lags[first]) <= 64
@@ -217,7 +250,8 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
                             min_jump_s: float = 0.05, boundary_jump_owned_s: float = 8.0,
                             boundary_tolerance_s: float = 0.05, max_announced_advance_s: float = 0.5,
                             tolerance_frames: float | None = None,
-                            trace: PositionTrace | None = None) -> PositionResult:
+                            trace: PositionTrace | None = None,
+                            index_cache: SourceIndexCache | None = None) -> PositionResult:
     """Position defects of one capture (see module docstring).
 
     request.position_s is where the client asked the audio to start;
@@ -241,7 +275,8 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
              and -1.0 / sr <= request.announced_s - r <= max_announced_advance_s + 1.0 / sr]
     ann = request.announced_s
     expected = min(named, key=lambda r: abs(ann - r)) if named and ann is not None else request.position_s
-    tr = trace if trace is not None else trace_positions(x, source, sr, expected_lag=(expected or 0.0) * sr)
+    tr = trace if trace is not None else trace_positions(x, source, sr, expected_lag=(expected or 0.0) * sr,
+                                                                 index_cache=index_cache)
     min_jump = int(min_jump_s * sr)
     segs = tr.segments(min_jump)
     b = np.asarray(boundaries if boundaries is not None else [], dtype=np.int64)
