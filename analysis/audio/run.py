@@ -16,7 +16,8 @@ from .capture import analyse_capture
 from .defect import AudioDefect
 from .format import detect_format_changes
 from .geometry import geometry_from_events
-from .position import PositionResult, Request, aligned_by_trace, detect_attenuation, detect_position_defects
+from .position import (PositionResult, Request, SourceIndexCache, aligned_by_trace, detect_attenuation,
+                       detect_position_defects)
 from .requests import RequestMatcher, requested_position
 
 # Streams the client ended itself, or that a seek replaced, are short by
@@ -156,6 +157,7 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
     streams = list_streams(run_dir)
     matcher = RequestMatcher(run_dir, streams)
     positions: dict[str, tuple[PositionResult, Any]] = {}
+    sources = _PositionSources()
     pos_figures = {"placed": 0, "error_max": 0.0, "jumps": 0, "stale": 0, "atten_max": 0.0}
     for st in streams:
         start = st.start or {}
@@ -192,7 +194,7 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
                               length_tolerance=1 if between else 0)
         defects = list(res.defects)
         if source is not None and len(source):
-            pres = _position_defects(st, x, sr, source, b, stype, matcher)
+            pres = _position_defects(st, x, sr, source, b, stype, matcher, sources)
             if pres is not None:
                 positions[st.id] = pres
                 pos_defects = pres[0].defects + pres[1]
@@ -250,11 +252,30 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
     return findings, metrics
 
 
+class _PositionSources:
+    """Each source in the capture's channel layout, and its whole-source
+    index, made once per run rather than once per stream."""
+
+    def __init__(self) -> None:
+        self.index = SourceIndexCache()
+        self._fitted: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def fitted(self, source: np.ndarray, channels: int) -> np.ndarray:
+        if source.shape[1] == channels:
+            return source
+        hit = self._fitted.get((id(source), channels))
+        if hit is None or hit[0] is not source:
+            fit = np.repeat(source[:, :1], channels, axis=1) if source.shape[1] == 1 else source[:, :channels]
+            hit = self._fitted[(id(source), channels)] = (source, fit)
+        return hit[1]
+
+
 def _position_defects(st: Any, x: np.ndarray, sr: int, source: np.ndarray, b: np.ndarray, stype: str,
-                      matcher: RequestMatcher) -> tuple[PositionResult, list[AudioDefect], Any] | None:
+                      matcher: RequestMatcher, sources: _PositionSources | None = None,
+                      ) -> tuple[PositionResult, list[AudioDefect], Any] | None:
     """Position truth and attenuation of one stream (see position.py)."""
-    if source.shape[1] != x.shape[1]:
-        source = np.repeat(source[:, :1], x.shape[1], axis=1) if source.shape[1] == 1 else source[:, : x.shape[1]]
+    sources = sources or _PositionSources()
+    source = sources.fitted(source, x.shape[1])
     cands = matcher.candidates(st)
     positions = [(i, requested_position(m), m) for i, m in cands]
     positions = [p for p in positions if p[1] is not None]
@@ -267,14 +288,29 @@ def _position_defects(st: Any, x: np.ndarray, sr: int, source: np.ndarray, b: np
     else:
         req = Request(None, "", announced)
     enhanced = stype == "enhanced"
-    res = detect_position_defects(x, source, sr, req, boundaries=b, enhanced=enhanced)
+    res = detect_position_defects(x, source, sr, req, boundaries=b, enhanced=enhanced, index_cache=sources.index)
     if positions:
-        chosen = next((p for p in reversed(positions) if p[1] == res.requested_s), positions[-1])
+        # the request this stream consumes is the oldest one it answers: of
+        # two seeks the announcement names alike (14.64 and 14.99 both start
+        # at 15.0 after the chunk-end advance), a server answering in order
+        # answered the older, and a request sent between them (5.63 s) is
+        # still waiting for the next stream
+        same = [p for p in positions if p[1] == res.requested_s]
+        if announced is not None and same:
+            same = [p for p in positions if _announcement_names(announced, p[1], sr)] or same
+        chosen = same[0] if same else positions[-1]
         matcher.answered(st, chosen[0])
         res.request_kind = str(chosen[2].get("type"))  # type: ignore[attr-defined]
     src_al = aligned_by_trace(source, res.trace, len(x))
     atten = detect_attenuation(x, src_al, sr)
     return res, atten, src_al
+
+
+def _announcement_names(announced: float, requested: float, sr: int, max_advance_s: float = 0.5) -> bool:
+    """audio_stream_start's seek_position echoes this request (allowing the
+    server's advance to a chunk start), as position.detect_position_defects
+    reads it."""
+    return -1.0 / sr <= announced - requested <= max_advance_s + 1.0 / sr
 
 
 def _explained_lengths(defects: list[AudioDefect], pos: PositionResult, offset: int, sr: int) -> list[AudioDefect]:
