@@ -57,7 +57,8 @@ EXECUTOR_THREADS = 8
 
 @contextlib.asynccontextmanager
 async def _warm_executor(app: FastAPI):
-    """Start every worker thread of the default executor before serving.
+    """Start every worker thread of the default executor, and build the
+    OpenAPI document, before serving.
     Executor threads are otherwise created lazily, on the loop, by the first
     to_thread that finds none idle; on a loaded machine starting a thread took
     68 ms and showed as a loop stall in a clean run."""
@@ -66,6 +67,11 @@ async def _warm_executor(app: FastAPI):
     loop.set_default_executor(pool)
     barrier = threading.Barrier(EXECUTOR_THREADS)
     await asyncio.gather(*[loop.run_in_executor(pool, barrier.wait) for _ in range(EXECUTOR_THREADS)])
+    # FastAPI builds its OpenAPI document lazily, on the loop, at the first
+    # GET /openapi.json (pydantic's schema generation: 18 ms here, a 114 ms
+    # loop stall on a loaded CI host when the openapi and path checks asked
+    # for it); a clean backend builds it before it answers anyone
+    app.openapi()
     yield
     # renders still running for streams that uvicorn closed finish before we exit
     await loop.shutdown_default_executor()
