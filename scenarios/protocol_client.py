@@ -52,15 +52,22 @@ class RateLimiter:
         self.window_s = window_s
         self.sent: collections.deque[float] = collections.deque()
 
+    def delay(self) -> float:
+        """Seconds until a send may go (0: now)."""
+        now = time.monotonic()
+        while self.sent and now - self.sent[0] >= self.window_s:
+            self.sent.popleft()
+        if len(self.sent) < self.per_window:
+            return 0.0
+        return self.window_s - (now - self.sent[0]) + 0.001
+
+    def take(self) -> None:
+        self.sent.append(time.monotonic())
+
     def wait(self) -> None:
-        while True:
-            now = time.monotonic()
-            while self.sent and now - self.sent[0] >= self.window_s:
-                self.sent.popleft()
-            if len(self.sent) < self.per_window:
-                self.sent.append(now)
-                return
-            time.sleep(self.window_s - (now - self.sent[0]) + 0.001)
+        while (d := self.delay()) > 0:
+            time.sleep(d)
+        self.take()
 
 
 def _position(v: Any) -> float:
@@ -125,6 +132,7 @@ class AuralisSession:
         self.on_event = on_event or (lambda kind, data: None)
         self.ws: WSClient | None = None
         self.limiter = RateLimiter()
+        self._pumping = False  # inside pump: a held-back send sleeps instead of pumping again
         self.conn_log: JsonlWriter | None = None
         self.current: StreamState | None = None
         self.current_epoch: int | None = None
@@ -157,7 +165,7 @@ class AuralisSession:
     def send(self, type_: str, data: dict[str, Any] | None = None) -> None:
         assert self.ws is not None
         if type_ not in EXEMPT_FROM_RATE_LIMIT:
-            self.limiter.wait()
+            self._hold_for_rate_limit()
         msg = {"type": type_, "data": data or {}}
         t = time.time()
         try:
@@ -170,6 +178,21 @@ class AuralisSession:
             self.current.recorder.event(type_, msg, t, direction="out")
         elif self.conn_log:
             self.conn_log.write({"t": t, "kind": "sent", "msg": msg})
+
+    def _hold_for_rate_limit(self) -> None:
+        """A browser that holds a command back keeps receiving meanwhile. A
+        client that slept here instead left the audio in its socket and
+        stamped it late when it read again: a seek storm's held-back seek
+        read as a 1.7 s gap and a playback underrun of the server's. Inside
+        a handler of pump (flow control answering a frame) it sleeps, so no
+        handler runs inside another."""
+        receiving = True
+        while (d := self.limiter.delay()) > 0:
+            if not receiving or self.ws is None or self._pumping:
+                time.sleep(d)
+            elif self.pump(lambda: self.limiter.delay() <= 0, deadline=time.time() + d) == "closed":
+                receiving = False  # nothing more to read: wait out the window; the send reports the close
+        self.limiter.take()
 
     def play(self, track_id: Any, *, enhanced: bool, start_position: float | None = None,
              preset: str | None = None, intensity: float | None = None, reason: str | None = None) -> None:
@@ -240,6 +263,13 @@ class AuralisSession:
         """Receive and handle messages until `until()` is true, the deadline
         passes, or the connection ends. Returns why it stopped."""
         assert self.ws is not None
+        self._pumping, outer = True, self._pumping
+        try:
+            return self._pump(until, deadline=deadline, idle_timeout=idle_timeout)
+        finally:
+            self._pumping = outer
+
+    def _pump(self, until: Callable[[], bool], *, deadline: float, idle_timeout: float) -> str:
         last_msg = time.monotonic()
         while True:
             if until():
