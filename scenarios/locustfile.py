@@ -379,6 +379,9 @@ class Reconnector(_AuralisUser):
         # the network drops: no close frame, the server finds out on its own
         s.close(abrupt=True, reason="disconnected")
         self.session = None
+        # a connect/stream/disconnect cycle like a Disconnector's: the server
+        # frees (or leaks) the same per-connection state for it
+        load_event("cycle_done", user=self.name, frames=frames_wanted)
         if point is None or why != "done" or time.time() >= END_T:
             return  # no audio yet, or the stream already ended: nothing to resume
         command, position = point
