@@ -41,7 +41,7 @@ INJECTIONS: dict[str, str] = {
                      "stream, and streams_failed = the number of enhanced streams",
     "slow-start": "both paths: await asyncio.sleep(2.0) between audio_stream_start and the first chunk -> time "
                   "to first audio >= 2 s, without a loop stall",
-    "loop-saturation": "while any stream is open: ~8 ms synchronous CPU turns in saturate_loop_turn "
+    "loop-saturation": "while any client is connected: ~8 ms synchronous CPU turns in saturate_loop_turn "
                        "(streaming.py) every ~2 ms, each below a 50 ms stall threshold -> loop_saturation (loop "
                        "busy > 60%) naming that function, and no loop_stall",
     "schema-violation": "REST: GET /api/library/tracks answers `total` as a string (its declared schema says "

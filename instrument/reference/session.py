@@ -151,7 +151,11 @@ class Session:
         self.shared.sessions.add(self)
         hb = asyncio.get_running_loop().create_task(self.heartbeat())
         if "loop-saturation" in self.inj:
-            streaming.ensure_saturator(lambda: self.shared.active_streams > 0)
+            # while anyone is connected, not only while a stream is sending:
+            # a short track fits in the socket buffers and its stream ends in
+            # a second, so a busy-while-streaming loop was busy for 2 s of a
+            # 12 s slow-client load and the known answer came and went
+            streaming.ensure_saturator(lambda: bool(self.shared.sessions))
         try:
             await self.send.json({"type": "enhancement_settings_changed", "data": dict(self.shared.settings)})
             await self.send.json({"type": "player_state", "data": _player_state(self.shared)})

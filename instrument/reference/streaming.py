@@ -182,7 +182,7 @@ _SATURATOR: list[asyncio.Task] = []
 
 
 def ensure_saturator(active: Callable[[], bool]) -> None:
-    """One process-wide task: ~8 ms CPU turns every ~2 ms while any stream runs
+    """One process-wide task: ~8 ms CPU turns every ~2 ms while active() holds
     (~80% of the loop's time, no single turn near a 50 ms stall threshold)."""
     if _SATURATOR and not _SATURATOR[0].done():
         return
