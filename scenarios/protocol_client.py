@@ -162,9 +162,10 @@ class AuralisSession:
         self.on_event("connected", {"extensions": self.ws.extensions})
         return self
 
-    def send(self, type_: str, data: dict[str, Any] | None = None) -> None:
+    def send(self, type_: str, data: dict[str, Any] | None = None, *, held: bool = False) -> None:
+        """held: the caller has already waited for the rate limiter."""
         assert self.ws is not None
-        if type_ not in EXEMPT_FROM_RATE_LIMIT:
+        if type_ not in EXEMPT_FROM_RATE_LIMIT and not held:
             self._hold_for_rate_limit()
         msg = {"type": type_, "data": data or {}}
         t = time.time()
@@ -239,13 +240,16 @@ class AuralisSession:
         return self.last_stream_command, float(start) + rec.frames / max(1, rec.sample_rate)
 
     def _send_request(self, request: dict[str, Any], reason: str | None) -> None:
+        # held back before it becomes the pending request: a stream that
+        # starts while it waits answers an earlier request, not this one
+        self._hold_for_rate_limit()
         self.play_request = request
         self.play_reason = reason
         self.play_sent_t = time.time()
         self.play_error = None
         if request["type"] in ("play_normal", "play_enhanced"):
             self.last_stream_command = request
-        self.send(request["type"], request["data"])
+        self.send(request["type"], request["data"], held=True)
 
     def close(self, *, abrupt: bool = False, reason: str = "client_closed") -> None:
         if self.current:
