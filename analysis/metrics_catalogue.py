@@ -96,6 +96,8 @@ METRICS: tuple[Metric, ...] = (
     _m("fds_max", "fds", "lower", "target open file descriptors, peak"),
     _m("cycles", "cycles", "none", "connect/stream/disconnect cycles done"),
     _m("rss_growth_mb_per_100_cycles", "MB/100 cycles", "lower", "RSS growth per 100 disconnect cycles (leak)"),
+    _m("rss_growth_mb_per_100_cycles_low", "MB/100 cycles", "lower",
+       "95% lower bound of that growth: what a run shows beyond its noise"),
     _m("rss_per_active_stream_mb", "MB/stream", "lower", "RSS per concurrently active stream"),
     _m("tasks_growth_per_100_cycles", "tasks/100 cycles", "lower", "asyncio tasks growth per 100 cycles"),
     # ---- post-load checks (analysis.checks)
