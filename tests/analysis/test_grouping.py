@@ -131,6 +131,27 @@ def test_deflate_on_the_loop_is_one_finding():
     assert sorted(s["kind"] for s in deflate.symptoms) == ["loop_saturation", "loop_stall"]
 
 
+def _saturation(frame, busy=0.78, seconds=17):
+    return _f("loop_saturation", severity="MEDIUM", dimension="Performance", key=f"saturation {frame}",
+              sites=[{"frame": frame}], figures={"busy_fraction": busy, "seconds": seconds})
+
+
+def test_a_saturation_leads_when_its_frames_stalls_are_a_sliver_of_its_busy_time():
+    """The loop-saturation injection's 8 ms turns, back to back, once kept the
+    heartbeat out for 65 ms: that stall is the saturation's symptom. A frame
+    whose stalls hold the loop for a real share of the time is a stall."""
+    frame = "streaming.py:177 saturate_loop_turn"
+    stray = _stall(frame, frame, max_ms=65.0, severity="MEDIUM")
+    stray.figures["total_ms"] = 65.0
+    (got,) = group_findings([stray, _saturation(frame)])
+    assert got.kind == "loop_saturation" and [s["kind"] for s in got.symptoms] == ["loop_stall"]
+    blocking = _stall(frame, frame, max_ms=300.0)
+    blocking.figures["total_ms"] = 0.1 * 0.78 * 17 * 1000  # at the share: the stall leads
+    (got,) = group_findings([blocking, _saturation(frame)])
+    assert got.kind == "loop_stall" and got.severity == "HIGH"
+    assert [s["kind"] for s in got.symptoms] == ["loop_saturation"]
+
+
 def test_the_same_error_text_is_one_finding():
     a = _f("stream_error", dimension="Error Handling", sites=[{"error": "Audio processing timed out on chunk 3"}])
     b = _f("ws_contract_stream_without_end", dimension="Error Handling",
