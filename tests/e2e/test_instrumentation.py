@@ -66,7 +66,10 @@ def test_leak_on_disconnect_slope_within_25_percent(tmp_path):
 
 def test_saturation_names_the_busy_frame_and_no_stall(tmp_path):
     out = tmp_path / "run"
-    r = run_cli("--scenario", "slow-client", "--duration", "12", "--inject", "loop-saturation", "--out", str(out))
+    # the recovery check alone after the load: the backpressure check would
+    # wait out its two 30 s quiet timeouts on a loop the injection keeps busy
+    r = run_cli("--scenario", "slow-client", "--duration", "12", "--inject", "loop-saturation", "--checks", "recovery",
+                "--out", str(out))
     assert "VERDICT" in r.stdout, r.stdout + r.stderr
     found = findings_of(out)
     sat = [f for f in found if f.kind == "loop_saturation"]
