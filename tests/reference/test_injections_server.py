@@ -92,7 +92,12 @@ def clean_stream(x: np.ndarray, enhanced: bool) -> np.ndarray:
 
 
 def test_blocking_send_delays_every_chunk(tmp_path, music):
-    out = {}
+    """The injection sleeps 120 ms on the loop after each chunk's last frame.
+    Where the client sees that wait depends on how far behind it reads (a
+    loaded client still reading chunk 0 from its socket saw no gap at the
+    first boundary and 121 ms at the second), but the sleeps before the last
+    frame cannot be hidden: the stream lasts at least that much longer."""
+    out, span = {}, {}
     for inject in ("", "blocking-send"):
         srv = serve(tmp_path, music, inject)
         try:
@@ -103,7 +108,10 @@ def test_blocking_send_delays_every_chunk(tmp_path, music):
             srv.stop()
         starts = [i for i, m in enumerate(s.metas) if m["frame_index"] == 0][1:]
         out[inject] = [s.frame_t[i] - s.frame_t[i - 1] for i in starts]  # the wait across each boundary
-    assert all(gap >= 0.1 for gap in out["blocking-send"]), out
+        span[inject] = s.frame_t[-1] - s.frame_t[0]
+    boundaries = len(out["blocking-send"])
+    assert boundaries >= 2, out
+    assert span["blocking-send"] - span[""] >= 0.75 * 0.12 * boundaries, (span, out)
     assert all(gap < 0.1 for gap in out[""]), out
 
 
