@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +11,12 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """env: added to this process's environment (the wrapper passes it on to the target)."""
     # 40 s tracks keep three enhanced boundaries (15, 25, 35 s) and halve the suite's time
     return subprocess.run([sys.executable, "-m", "instrument.run", "--quiet", "--track-seconds", "40", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
 
 
 def verdict_line(r: subprocess.CompletedProcess) -> str:
