@@ -245,6 +245,12 @@ class PositionResult:
     jumps: list[dict[str, Any]] = field(default_factory=list)
 
 
+def announcement_names(announced: float, requested: float, sr: int, max_advance_s: float = 0.5) -> bool:
+    """audio_stream_start's seek_position echoes this request, allowing the
+    server's advance to a chunk start (and a frame of rounding)."""
+    return -1.0 / sr <= announced - requested <= max_advance_s + 1.0 / sr
+
+
 def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request: Request, *,
                             boundaries: np.ndarray | None = None, enhanced: bool = False,
                             min_jump_s: float = 0.05, boundary_jump_owned_s: float = 8.0,
@@ -272,7 +278,7 @@ def detect_position_defects(x: np.ndarray, source: np.ndarray, sr: int, request:
     # the server's announcement names the request it answers, when it echoes
     # one (allowing its advance to a chunk start)
     named = [r for r in options if request.announced_s is not None
-             and -1.0 / sr <= request.announced_s - r <= max_announced_advance_s + 1.0 / sr]
+             and announcement_names(request.announced_s, r, sr, max_announced_advance_s)]
     ann = request.announced_s
     expected = min(named, key=lambda r: abs(ann - r)) if named and ann is not None else request.position_s
     tr = trace if trace is not None else trace_positions(x, source, sr, expected_lag=(expected or 0.0) * sr,

@@ -16,8 +16,8 @@ from .capture import analyse_capture
 from .defect import AudioDefect
 from .format import detect_format_changes
 from .geometry import geometry_from_events
-from .position import (PositionResult, Request, SourceIndexCache, aligned_by_trace, detect_attenuation,
-                       detect_position_defects)
+from .position import (PositionResult, Request, SourceIndexCache, aligned_by_trace, announcement_names,
+                       detect_attenuation, detect_position_defects)
 from .requests import RequestMatcher, requested_position
 
 # Streams the client ended itself, or that a seek replaced, are short by
@@ -297,20 +297,13 @@ def _position_defects(st: Any, x: np.ndarray, sr: int, source: np.ndarray, b: np
         # still waiting for the next stream
         same = [p for p in positions if p[1] == res.requested_s]
         if announced is not None and same:
-            same = [p for p in positions if _announcement_names(announced, p[1], sr)] or same
+            same = [p for p in positions if announcement_names(announced, p[1], sr)] or same
         chosen = same[0] if same else positions[-1]
         matcher.answered(st, chosen[0])
         res.request_kind = str(chosen[2].get("type"))  # type: ignore[attr-defined]
     src_al = aligned_by_trace(source, res.trace, len(x))
     atten = detect_attenuation(x, src_al, sr)
     return res, atten, src_al
-
-
-def _announcement_names(announced: float, requested: float, sr: int, max_advance_s: float = 0.5) -> bool:
-    """audio_stream_start's seek_position echoes this request (allowing the
-    server's advance to a chunk start), as position.detect_position_defects
-    reads it."""
-    return -1.0 / sr <= announced - requested <= max_advance_s + 1.0 / sr
 
 
 def _explained_lengths(defects: list[AudioDefect], pos: PositionResult, offset: int, sr: int) -> list[AudioDefect]:
