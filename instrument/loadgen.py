@@ -42,8 +42,12 @@ def write_config(run_dir: Path, *, base_url: str, scenario: Scenario, users: dic
     cfg = {
         "base_url": base_url, "run_dir": str(run_dir), "scenario": scenario.name, "users": users,
         "options": options, "tracks": [{k: v for k, v in t.items() if k != "abs_path"} for t in tracks],
-        # users stop starting work at end_t; Locust itself stops a little later
-        "end_t": time.time() + duration_s + 2.0, "compression": compression, "locust_workers": workers,
+        # users get duration_s of load from Locust's own start (its import and
+        # spawn are not load); end_t is the latest that can be, if the start is
+        # never seen. Past it users start nothing, and Locust quits once all of
+        # them are back (its --run-time is only the backstop)
+        "duration_s": duration_s, "end_t": time.time() + duration_s + 2.0, "compression": compression,
+        "locust_workers": workers,
     }
     path = run_dir / "load" / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import HttpUser, User, between, events, task
+from locust import HttpUser, User, events, task
 from locust.exception import StopUser
 
 from scenarios.protocol_client import AuralisSession, ClientProfile
@@ -36,6 +36,14 @@ END_T: float = float(CONFIG.get("end_t") or (time.time() + 60))
 COMPRESSION = bool(CONFIG.get("compression", True))
 SCENARIO = CONFIG.get("scenario", "adhoc")
 _user_numbers = itertools.count()
+
+def between(lo: float, hi: float):
+    """Locust's `between`, cut short at the load's end: a user thinking past
+    it would hold the run open for nothing."""
+    def wait(_user: Any) -> float:
+        return max(0.0, min(random.uniform(lo, hi), END_T - time.time()))
+    return wait
+
 
 _DONE: set[str] = set()  # users with no more work (finite scenarios end when all are)
 STATS = {"active_streams": 0, "bytes": 0, "streams": 0, "errors": 0, "cycles": 0}
@@ -66,6 +74,14 @@ def _on_init(environment, **_kw):
     gevent.spawn(_progress_writer)
 
 
+@events.test_start.add_listener
+def _on_test_start(environment, **_kw):
+    # the load's seconds count from here, not from when the wrapper wrote the config
+    global END_T
+    if CONFIG.get("duration_s") is not None:
+        END_T = min(END_T, time.time() + float(CONFIG["duration_s"]))
+
+
 @events.request.add_listener
 def _on_request(request_type, name, response_time, response_length, exception=None, **_kw):
     global _requests_log
@@ -94,9 +110,12 @@ def _progress_writer() -> None:
         if expected and len(_DONE) >= expected and env is not None and env.runner is not None \
                 and not CONFIG.get("locust_workers"):
             load_event("all_users_done")
-            env.runner.quit()  # a finite scenario has nothing left to do
+            # a finite scenario has nothing left to do, and past the load's end
+            # nobody starts anything: Locust's own --run-time is only the backstop
+            env.runner.quit()
             return
-        gevent.sleep(1.0)
+        # past the load's end users come back from their last step within moments
+        gevent.sleep(0.25 if time.time() >= END_T else 1.0)
 
 
 @events.spawning_complete.add_listener
@@ -214,8 +233,7 @@ class _AuralisUser(User):
     @task
     def step(self) -> None:
         if time.time() >= END_T:
-            if OPTS.get("play_to_end"):
-                _DONE.add(self.name)  # its streams ran past the load's end: nothing more to start
+            _DONE.add(self.name)  # past the load's end (a play_to_end stream ran past it): nothing more to start
             self.idle_until_end()
             return
         try:
@@ -419,10 +437,16 @@ class Browser(HttpUser):
     def on_start(self) -> None:
         self.client.headers.pop("Origin", None)
 
+    def _past_end(self) -> bool:
+        if time.time() < END_T:
+            return False
+        _DONE.add(f"browser-{id(self)}")  # nothing more to ask: the run may end
+        gevent.sleep(1.0)
+        return True
+
     @task(5)
     def page_tracks(self) -> None:
-        if time.time() >= END_T:
-            gevent.sleep(1.0)
+        if self._past_end():
             return
         limit = random.choice([10, 25, 50])
         offset = random.randint(0, 2) * limit
@@ -430,8 +454,7 @@ class Browser(HttpUser):
 
     @task(1)
     def health(self) -> None:
-        if time.time() >= END_T:
-            gevent.sleep(1.0)
+        if self._past_end():
             return
         self.client.get("/api/health", name="/api/health")
 

@@ -9,6 +9,7 @@ directly; those bytes are the primary evidence, RSS corroborates."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -131,14 +132,15 @@ def _agent_check(tmp_path, inject: str) -> dict:
 
 @pytest.mark.slow
 def test_agent_measures_the_unbounded_queue_and_the_clean_server_holds_little(tmp_path):
-    clean = _agent_check(tmp_path, "")
+    with ThreadPoolExecutor(2) as pool:  # side by side: each reads its own server
+        clean_f, bad_f = pool.submit(_agent_check, tmp_path, ""), pool.submit(_agent_check, tmp_path, "unbounded-buffer")
+        clean, bad = clean_f.result(), bad_f.result()
     found, metrics = a_backpressure.analyse(clean, "test")
     assert found == [], [f.description for f in found]
     assert all(c["held_hold"]["readings"] >= 3 for c in clean["cycles"])  # the agent did measure
     # a bounded server: its 4-frame queue and the socket buffers, well under a MiB or two per reader
     assert metrics["backpressure_queued_mib_per_reader"] < 5.0
 
-    bad = _agent_check(tmp_path, "unbounded-buffer")
     found, metrics = a_backpressure.analyse(bad, "test")
     assert [f.kind for f in found] == ["no_backpressure"]
     f = found[0]
