@@ -278,7 +278,7 @@ def launch(run: Run) -> None:
 
     run.control = TargetControl(run.target_proc, argv=argv, cwd=run.target.app_dir, env=env, log=run.dir / "target.log",
                                 health_url=f"{run.base_url}/api/health", samples=run.dir / "samples.jsonl",
-                                sampler=run.sampler, startup_timeout_s=args.startup_timeout)
+                                sampler=run.sampler, startup_timeout_s=args.startup_timeout, run_dir=run.dir)
     t0 = time.monotonic()
     try:
         tracks_mod.scan_and_match(run.base_url, run.tracks, run.home / "Music" / tracks_mod.MUSIC_SUBDIR)

@@ -5,6 +5,7 @@ the wrapper still owns and stops it), or SIGTERM it and watch it go
 (shutdown). The wrapper reads `proc` and `sampler` back after the checks."""
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -16,8 +17,10 @@ from .sampler import ProcessSampler
 
 class TargetControl:
     def __init__(self, proc: OwnedProcess, *, argv: Sequence[str], cwd: Path, env: dict[str, str], log: Path,
-                 health_url: str, samples: Path, sampler: ProcessSampler | None, startup_timeout_s: float):
+                 health_url: str, samples: Path, sampler: ProcessSampler | None, startup_timeout_s: float,
+                 run_dir: Path | None = None):
         self.proc = proc
+        self.run_dir = run_dir if run_dir is not None else samples.parent
         self.argv, self.cwd, self.env, self.log = list(argv), cwd, dict(env), log
         self.health_url = health_url
         self.samples = samples
@@ -43,6 +46,7 @@ class TargetControl:
             self._children = [(c.pid, c.create_time()) for c in psutil.Process(self.proc.pid).children(recursive=True)]
         except psutil.Error:
             self._children = []
+        self._coverage_checkpoint()
         try:
             self.proc.proc.send_signal(signal.SIGKILL)
         except ProcessLookupError:
@@ -51,6 +55,35 @@ class TargetControl:
             return self.proc.proc.wait(timeout=10)
         except Exception:
             return self.proc.returncode
+
+    def _coverage_checkpoint(self, timeout_s: float = 5.0) -> None:
+        """Under --coverage, what this process measured is written before a
+        SIGKILL loses it: SIGUSR2 asks the agent, which acknowledges in
+        coverage_checkpoint.json (a target without the agent's coverage has
+        no such file, and is not signalled)."""
+        agent = self.run_dir / "agent"
+        if not (agent / "coverage_meta.json").exists():
+            return
+        ack = agent / "coverage_checkpoint.json"
+
+        def seen() -> tuple[int, int] | None:
+            try:
+                a = json.loads(ack.read_text())
+                return int(a.get("pid", 0)), int(a.get("checkpoints", 0))
+            except (OSError, ValueError):
+                return None
+
+        before = seen()
+        try:
+            self.proc.proc.send_signal(signal.SIGUSR2)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            now = seen()
+            if now is not None and now != before and now[0] == self.proc.proc.pid:
+                return
+            time.sleep(0.05)
 
     def orphans(self, kill: bool = True) -> list[int]:
         """Children of the killed process still alive (SIGKILLed when `kill`:

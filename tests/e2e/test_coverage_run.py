@@ -67,3 +67,24 @@ def test_a_suite_without_session_play_shows_it_untested_and_live(cov_run, tmp_pa
 def _session_path(run_dir: Path) -> Path:
     roots = json.loads((run_dir / "agent" / "coverage_routes.json").read_text())["code_roots"]
     return Path(roots[0]) / "session.py"
+
+
+def test_what_the_load_ran_survives_the_crash_restart_check(tmp_path):
+    """crash_restart SIGKILLs the target and starts another: the load's lines
+    (the enhanced render, which only smoke's enhanced stream reaches; the check
+    itself plays normal) must still be in the run's coverage, checkpointed by
+    the agent before the kill, and merged with the restarted process's."""
+    out = tmp_path / "run"
+    r = run_cli("--scenario", "smoke", "--duration", "12", "--coverage", "--checks", "crash_restart", "--out", str(out))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    restart = run_json(out)["checks"]["crash_restart"]
+    assert restart["outcome"] == "done" and restart["restarted_pid"] != restart["killed_pid"]
+    ack = json.loads((out / "agent" / "coverage_checkpoint.json").read_text())
+    assert ack["pid"] == restart["killed_pid"] and ack["checkpoints"] == 1 and "error" not in ack
+    rep = json.loads((out / "agent" / "coverage.json").read_text())
+    mastering = next(p for p in rep["files"] if p.endswith("reference/mastering.py"))
+    render = [f for f in rc._functions(Path(mastering)) if f[2] == "render"][0]
+    body = set(range(render[0] + 3, render[1] + 1))
+    assert body & set(rep["files"][mastering]["executed_lines"]), "the load's enhanced render was lost with the kill"
+    # each process that saved keeps coverage's own data file (the killed one could not)
+    assert (out / "agent" / f"coverage.dat.{restart['restarted_pid']}").is_file()
