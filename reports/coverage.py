@@ -6,8 +6,8 @@ and the tested code the scenarios never reach (the gate's blind spots).
 
 Ranking: coverage.py records whether a line ran, not how often, so untested
 live paths are ranked by how often the agent's stack samples of the busy loop
-found the load in that function (agent/busy_samples.jsonl), then by how many
-untested lines ran. Writes RUN_DIR/coverage.md and coverage_findings.json;
+found the load on those untested lines themselves (agent/busy_samples.jsonl),
+then by how many untested lines ran. Writes RUN_DIR/coverage.md and coverage_findings.json;
 exit 0, or 2 with a one-line error on bad input.
 """
 from __future__ import annotations
@@ -58,16 +58,19 @@ def _by_function(rel: str, lines: set[int], roots: list[str]) -> list[dict[str, 
         inner = [f for f in funcs if f[0] <= ln <= f[1]]
         name = min(inner, key=lambda f: f[1] - f[0])[2] if inner else "<module>"
         groups[name].append(ln)
-    return [{"file": rel, "function": k, "line_start": v[0], "line_end": v[-1], "lines": len(v)}
+    return [{"file": rel, "function": k, "line_start": v[0], "line_end": v[-1], "lines": len(v), "_lines": v}
             for k, v in groups.items()]
 
 
-def _sample_hits(run_dir: Path) -> Counter[tuple[str, str]]:
-    hits: Counter[tuple[str, str]] = Counter()
+def _sample_hits(run_dir: Path) -> Counter[tuple[str, int]]:
+    """Busy-loop stack samples per (file, line) of the target's own frames."""
+    hits: Counter[tuple[str, int]] = Counter()
     for rec in iter_jsonl(run_dir / AGENT / "busy_samples.jsonl"):
         for where, n in (rec.get("frames") or {}).items():
-            file_line, _, func = where.partition(" ")
-            hits[(file_line.rpartition(":")[0], func)] += int(n)
+            file_line = where.partition(" ")[0]
+            file, _, line = file_line.rpartition(":")
+            if line.isdigit():
+                hits[(file, int(line))] += int(n)
     return hits
 
 
@@ -87,10 +90,13 @@ def compare(run_dir: Path, tests_file: Path | None) -> dict[str, Any]:
     for rel, f in cov["files"].items():
         tested = tested_by_path.get(mapping.get(rel, ""), set())
         for g in _by_function(rel, f["executed"] - tested, roots):
-            short = g["function"].rpartition(".")[2]
-            g["samples"] = hits.get((rel, short), 0) + (hits.get((rel, g["function"]), 0) if short != g["function"] else 0)
+            # samples on these very lines: a hot function's samples are not its
+            # cold untested branch's (safe_send's 146 were on its send, not its except)
+            g["samples"] = sum(hits.get((rel, ln), 0) for ln in g.pop("_lines"))
             live.append(g)
-        blind += _by_function(rel, (tested & (f["executed"] | f["missing"])) - f["executed"], roots)
+        for g in _by_function(rel, (tested & (f["executed"] | f["missing"])) - f["executed"], roots):
+            g.pop("_lines")
+            blind.append(g)
     live.sort(key=lambda g: (-g["samples"], -g["lines"], g["file"], g["line_start"]))
     blind.sort(key=lambda g: (-g["lines"], g["file"], g["line_start"]))
     out.update(untested_live=live, blind_spots=blind, files_matched=len(mapping), files_run=len(cov["files"]))
@@ -147,7 +153,7 @@ def render_md(res: dict[str, Any], findings: list[Finding]) -> str:
     if "untested_live" in res:
         md += ["", f"## Untested live paths ({len(res['untested_live'])}; files matched to the test data: "
                    f"{res['files_matched']} of {res['files_run']})", "",
-               "Ranked by busy-loop stack samples in the function, then by lines (coverage.py does not count hits).",
+               "Ranked by busy-loop stack samples on the untested lines themselves, then by lines (coverage.py does not count hits).",
                "", "| file | function | lines | run by load, no test | samples |", "|---|---|---|---|---|"]
         md += [f"| `{g['file']}` | `{g['function']}` | {g['line_start']}-{g['line_end']} | {g['lines']} | "
                f"{g['samples']} |" for g in res["untested_live"][:TOP]]

@@ -124,3 +124,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert rc.main([str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("error: ") for e in err)
+
+
+def test_samples_rank_the_untested_lines_not_their_function(tmp_path):
+    """play's line 18 is tested and hot; 19-20 are untested and never sampled:
+    the untested path gets none of the function's samples."""
+    run = _run(tmp_path)
+    (run / "agent" / "busy_samples.jsonl").write_text(json.dumps({"frames": {"app.py:18 play": 40}}) + "\n")
+    data = tmp_path / "tests.coverage"
+    _sqlite(data, {"/elsewhere/checkout/app.py": [1, 2, 9, 10, 12, 13, 18, 23, 24]})
+    live = rc.compare(run, data)["untested_live"]
+    assert [(g["function"], g["line_start"], g["line_end"], g["samples"]) for g in live] == [("play", 19, 20, 0)]
