@@ -37,6 +37,7 @@ COMPRESSION = bool(CONFIG.get("compression", True))
 SCENARIO = CONFIG.get("scenario", "adhoc")
 _user_numbers = itertools.count()
 
+
 def between(lo: float, hi: float):
     """Locust's `between`, cut short at the load's end: a user thinking past
     it would hold the run open for nothing."""
