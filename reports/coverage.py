@@ -50,7 +50,8 @@ def _functions(source: Path) -> list[tuple[int, int, str]]:
     return out
 
 
-def _by_function(rel: str, lines: set[int], roots: list[str]) -> list[dict[str, Any]]:
+def _by_function(rel: str, lines: set[int], roots: list[str],
+                 hits: Counter[tuple[str, int]] | None = None) -> list[dict[str, Any]]:
     src = next((Path(r) / rel for r in roots if (Path(r) / rel).is_file()), None)
     funcs = _functions(src) if src else []
     groups: dict[str, list[int]] = defaultdict(list)
@@ -58,8 +59,14 @@ def _by_function(rel: str, lines: set[int], roots: list[str]) -> list[dict[str, 
         inner = [f for f in funcs if f[0] <= ln <= f[1]]
         name = min(inner, key=lambda f: f[1] - f[0])[2] if inner else "<module>"
         groups[name].append(ln)
-    return [{"file": rel, "function": k, "line_start": v[0], "line_end": v[-1], "lines": len(v), "_lines": v}
-            for k, v in groups.items()]
+    out = [{"file": rel, "function": k, "line_start": v[0], "line_end": v[-1], "lines": len(v)}
+           for k, v in groups.items()]
+    if hits is not None:
+        # samples on these very lines: a hot function's samples are not its
+        # cold untested branch's (safe_send's 146 were on its send, not its except)
+        for g, v in zip(out, groups.values()):
+            g["samples"] = sum(hits.get((rel, ln), 0) for ln in v)
+    return out
 
 
 def _sample_hits(run_dir: Path) -> Counter[tuple[str, int]]:
@@ -89,14 +96,8 @@ def compare(run_dir: Path, tests_file: Path | None) -> dict[str, Any]:
     live, blind = [], []
     for rel, f in cov["files"].items():
         tested = tested_by_path.get(mapping.get(rel, ""), set())
-        for g in _by_function(rel, f["executed"] - tested, roots):
-            # samples on these very lines: a hot function's samples are not its
-            # cold untested branch's (safe_send's 146 were on its send, not its except)
-            g["samples"] = sum(hits.get((rel, ln), 0) for ln in g.pop("_lines"))
-            live.append(g)
-        for g in _by_function(rel, (tested & (f["executed"] | f["missing"])) - f["executed"], roots):
-            g.pop("_lines")
-            blind.append(g)
+        live += _by_function(rel, f["executed"] - tested, roots, hits)
+        blind += _by_function(rel, (tested & (f["executed"] | f["missing"])) - f["executed"], roots)
     live.sort(key=lambda g: (-g["samples"], -g["lines"], g["file"], g["line_start"]))
     blind.sort(key=lambda g: (-g["lines"], g["file"], g["line_start"]))
     out.update(untested_live=live, blind_spots=blind, files_matched=len(mapping), files_run=len(cov["files"]))

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .watchdog import AGENT_WORK
+
 
 class RunCoverage:
     def __init__(self, out: Path, roots: list[str]):
@@ -96,7 +98,9 @@ class RunCoverage:
         while True:
             self._wanted.wait()
             self._wanted.clear()
-            with self._lock:
+            # flushing walks the collected data with the GIL held: a loop stall
+            # inside it is the instrumentation's cost, not the target's
+            with self._lock, AGENT_WORK:
                 try:
                     self._write_lines()
                     self._checkpoints += 1
