@@ -161,6 +161,37 @@ METRICS: tuple[Metric, ...] = (
     _m("findings.environment", "findings", "none", "findings the environment caused (not gated)"),
 )
 
+# Figures that measure the target's speed. An instrumentation mode that slows
+# every line of the target (tracemalloc's hook on each allocation: the
+# reference's loop needed 4x the CPU, delivered 4x slower and answered REST
+# 10x slower at p95 under --trace-memory) moves these by its own cost, so the
+# gate cannot judge them on such a run, nor compare them with a run made
+# without it. Counts and sizes (memory, findings, streams) are not speeds.
+SPEED: tuple[str, ...] = (
+    "ttfa_*", "frame_gap_p99_ms", "frame_gap_max_ms", "frame_gap_visible_total_ms", "underruns", "underrun_total_s",
+    "delivery_rate_x_p50", "throughput_mb_s", "rest_latency_*", "target_cpu_mean_percent", "stream_timeouts",
+    "samples.ttfa_ms", "samples.frame_gap_ms", "samples.rest_latency_ms",
+    "loop_stall_count", "loop_stall_max_ms", "loop_stall_total_ms", "loop_gc_stall_count", "loop_lag_*",
+    "loop_busy_fraction", "loop_busy_fraction_max_s", "liveness_unanswered_max_s", "crash_restart_healthy_s",
+    "shutdown_exit_s",
+)
+
+# Options under which the target runs slower by the tool's hand, by the run.json
+# option that records each, with what a reader is told.
+SLOWING_OPTIONS: dict[str, str] = {
+    "trace_memory": "--trace-memory (tracemalloc's hook runs on every allocation in the target)",
+}
+
+
+def is_speed(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in SPEED)
+
+
+def slowed_by(options: dict | None) -> list[str]:
+    """The slowing instrumentation a run's options (run.json "options") turned on."""
+    return [why for key, why in SLOWING_OPTIONS.items() if (options or {}).get(key)]
+
+
 _EXACT = {m.name: m for m in METRICS if not m.is_pattern}
 _PATTERNS = [m for m in METRICS if m.is_pattern]
 
@@ -196,6 +227,7 @@ def render() -> str:
     """The catalogue as a table for `--list-metrics`."""
     w = max(len(m.name) for m in METRICS)
     u = max(len(m.unit) for m in METRICS)
-    lines = [f"{'metric':<{w}}  {'unit':<{u}}  better  meaning"]
-    lines += [f"{m.name:<{w}}  {m.unit:<{u}}  {m.better:<6}  {m.meaning}" for m in METRICS]
+    lines = [f"{'metric':<{w}}  {'unit':<{u}}  better  speed  meaning"]
+    lines += [f"{m.name:<{w}}  {m.unit:<{u}}  {m.better:<6}  {'yes' if is_speed(m.name) else '':<5}  {m.meaning}"
+              for m in METRICS]
     return "\n".join(lines)

@@ -99,11 +99,12 @@ class RunContext:
 
 
 def rule_outcome(rule: dict[str, Any]) -> str:
-    """pass | fail | warn | not measured, from a gate.json rule. A required
-    rule that could not be measured fails: nothing was shown to be fine."""
+    """pass | fail | warn | not measured | not judged, from a gate.json rule. A
+    required rule that could not be measured or judged fails: nothing was shown
+    to be fine."""
     status = str(rule.get("status") or ("passed" if rule.get("passed") else "failed"))
-    if status == "not measured":
-        return "fail" if rule.get("required") else "not measured"
+    if status in ("not measured", "not judged"):
+        return "fail" if rule.get("required") else status
     if status == "passed" or rule.get("passed"):
         return "pass"
     return "fail" if rule.get("severity", "error") == "error" else "warn"

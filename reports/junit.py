@@ -33,9 +33,9 @@ def render_junit(ctx: RunContext) -> str | None:
             failures += 1
             e = ET.SubElement(case, "failure", message=msg or name, type="threshold")
             e.text = redact(detail)
-        elif outcome == "not measured":
+        elif outcome in ("not measured", "not judged"):
             skipped += 1
-            ET.SubElement(case, "skipped", message=msg or "not measured")
+            ET.SubElement(case, "skipped", message=msg or outcome)
         elif outcome == "warn":
             out = ET.SubElement(case, "system-out")
             out.text = redact(f"WARNING: {msg} — {detail}")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.metrics_catalogue import is_speed, slowed_by
+
 from .comparison import ComparisonResult, compare_runsets
 from .measurements import MeasurementError, RunSet, combined_figures, load_runset
 from .rules import DEFAULT_GATE, GateConfig, GateFileError, NotMeasured, Rule, find_gate, load_gate_file
@@ -72,7 +74,7 @@ class GateResult:
 
     def lines(self) -> list[str]:
         out = [f"gate: {self.gate_source}" + (f"; baseline: {self.baseline_source}" if self.baseline_source else "")]
-        tag = {"passed": "ok  ", "failed": "FAIL", "not measured": "n/m "}
+        tag = {"passed": "ok  ", "failed": "FAIL", "not measured": "n/m ", "not judged": "n/j "}
         for r in self.rules:
             t = tag[r["status"]]
             if r["status"] == "failed" and r["severity"] == "warn":
@@ -84,6 +86,9 @@ class GateResult:
             out.append(f"REGRESSION  {c['describe']}")
         for c in self.improvements:
             out.append(f"improved    {c['describe']}")
+        if self.comparison is not None and self.comparison.not_compared:
+            nc = self.comparison.not_compared
+            out.append(f"not compared  {len(nc)} speed figure(s) vs baseline: {next(iter(nc.values()))}")
         for f in self.new_findings:
             out.append(f"new vs baseline  [{f['severity']}] {f['title']} ({f['location']})")
         out.append(f"VERDICT: {self.verdict} (exit {self.exit_code}): {self.reason}")
@@ -101,7 +106,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _judge(rule: Rule, kind: str, figures: dict[str, float]) -> dict[str, Any]:
+def _judge(rule: Rule, kind: str, figures: dict[str, float], slowed: list[str] | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": rule.name,
         "expr": rule.expr,
@@ -111,6 +116,16 @@ def _judge(rule: Rule, kind: str, figures: dict[str, float]) -> dict[str, Any]:
         "line": rule.line,
         "figure_values": {f: figures[f] for f in rule.figures if f in figures},
     }
+    speeds = [f for f in rule.figures if is_speed(f)]
+    if slowed and speeds:
+        # the tool's own cost is in these figures: judged, they would fail a clean
+        # target (or pass a slow one against a threshold meant for bare runs)
+        entry.update(
+            status="not judged", passed=False, value=None, declared_severity=entry["severity"], severity="warn",
+            message=(f"{', '.join(speeds)} measured under {'; '.join(slowed)}: the figure is slowed by the tool, "
+                     "not the target; judge speed in a run without it"),
+        )
+        return entry
     try:
         passed, value = rule.evaluate(figures)
     except NotMeasured as e:
@@ -172,8 +187,9 @@ def evaluate(
         return _finish(result, run_dir, write)
     figures = combined_figures(candidate)
     result.figures = figures
-    checks = [_judge(r, "check", figures) for r in cfg.checks]
-    rules = [_judge(r, "rule", figures) for r in cfg.rules]
+    slowed = sorted({why for r in candidate.runs for why in slowed_by(r.run.get("options"))})
+    checks = [_judge(r, "check", figures, slowed) for r in cfg.checks]
+    rules = [_judge(r, "rule", figures, slowed) for r in cfg.rules]
     result.rules = checks + rules
 
     comparison = None
@@ -189,7 +205,7 @@ def evaluate(
     invalid = _run_status_problem(candidate)
     if invalid is None:
         bad = [c for c in checks if c["status"] == "failed"] + [
-            r for r in result.rules if r["status"] == "not measured" and r["required"]
+            r for r in result.rules if r["status"] in ("not measured", "not judged") and r["required"]
         ]
         if bad:
             invalid = "; ".join(_invalid_text(r) for r in bad)
@@ -205,6 +221,7 @@ def evaluate(
     failed = [r for r in rules if r["status"] == "failed" and r["severity"] == "error"]
     warned = [r for r in rules if r["status"] == "failed" and r["severity"] == "warn"]
     unmeasured = [r for r in result.rules if r["status"] == "not measured"]
+    unjudged = [r for r in result.rules if r["status"] == "not judged"]
     if failed or result.regressions:
         parts = []
         if failed:
@@ -222,6 +239,9 @@ def evaluate(
             parts.append(f"{len(warned)} warning(s): " + ", ".join(r["expr"] for r in warned))
         if unmeasured:
             parts.append(f"{len(unmeasured)} not measured: " + ", ".join(r["expr"] for r in unmeasured))
+        if unjudged:
+            parts.append(f"{len(unjudged)} speed rule(s) not judged under {'; '.join(slowed)}: "
+                         + ", ".join(r["expr"] for r in unjudged))
         if comparison is not None:
             parts.append(f"no regression vs baseline ({len(comparison.decided)} figure(s) compared)")
         result.verdict, result.reason = "PASS", "; ".join(parts)
@@ -231,6 +251,8 @@ def evaluate(
 def _invalid_text(r: dict[str, Any]) -> str:
     if r["status"] == "not measured":
         return f"required figure {r['message']} ({r['kind']} {r['expr']})"
+    if r["status"] == "not judged":
+        return f"required {r['kind']} {r['expr']} cannot be judged: {r['message']}"
     why = f": {r_msg}" if (r_msg := r["message"]) else ""
     return f"check {r['name']!r} failed{why}"
 

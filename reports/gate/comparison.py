@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis.metrics_catalogue import is_speed, slowed_by
 from analysis.model import severity_rank
 
 from .measurements import RunSet
@@ -35,6 +36,8 @@ class ComparisonResult:
     findings_only_b: list[dict[str, Any]] = field(default_factory=list)
     findings_both: list[dict[str, Any]] = field(default_factory=list)
     correction: str = "holm"
+    # figures left out, with why (speeds of two runs slowed differently by the tool)
+    not_compared: dict[str, str] = field(default_factory=dict)
 
     def by_verdict(self, verdict: str) -> list[Comparison]:
         return [c for c in self.comparisons if c.verdict == verdict]
@@ -71,6 +74,7 @@ class ComparisonResult:
             "findings_only_a": self.findings_only_a,
             "findings_only_b": self.findings_only_b,
             "findings_both": self.findings_both,
+            "not_compared": self.not_compared,
         }
 
 
@@ -82,9 +86,15 @@ def compare_runsets(a: RunSet, b: RunSet, cfg: GateConfig, *, seed: int = 0) -> 
         series.append((name, a.figure_values(name), b.figure_values(name)))
     for name in sorted(a.sample_names() & b.sample_names()):
         series.append((f"samples.{name}", a.pooled_samples(name), b.pooled_samples(name)))
+    slow_a, slow_b = _slowed(a), _slowed(b)
     for i, (name, xa, xb) in enumerate(series):
         pol = cfg.policy(name)
         if pol.ignore:
+            continue
+        if slow_a != slow_b and is_speed(name):
+            # one side ran slower by the tool's hand: the difference would be the tool's
+            res.not_compared[name] = (f"speed measured with different instrumentation "
+                                      f"({'; '.join(slow_a) or 'none'} vs {'; '.join(slow_b) or 'none'})")
             continue
         res.comparisons.append(
             compare_samples(
@@ -118,6 +128,10 @@ def compare_runsets(a: RunSet, b: RunSet, cfg: GateConfig, *, seed: int = 0) -> 
         else:
             res.findings_both.append(info)
     return res
+
+
+def _slowed(rs: RunSet) -> list[str]:
+    return sorted({why for r in rs.runs for why in slowed_by(r.run.get("options"))})
 
 
 def _apply_holm(comps: list[Comparison], alpha: float) -> None:
@@ -189,4 +203,7 @@ def _summary(res: ComparisonResult, a_label: str, b_label: str) -> str:
         parts.append(f"{len(res.decided)} figure(s) compared, none significantly beyond tolerance")
     if res.undecided:
         parts.append(f"{len(res.undecided)} figure(s) undecided (too few samples)")
+    if res.not_compared:
+        parts.append(f"{len(res.not_compared)} speed figure(s) not compared: "
+                     f"{next(iter(res.not_compared.values()))}")
     return "; ".join(parts)
