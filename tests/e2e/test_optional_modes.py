@@ -43,3 +43,15 @@ def test_the_agents_own_cpu_is_recorded_and_reported(mode_run):
     assert cost.get("agent_cpu_pct") is not None and 0 <= cost["agent_cpu_pct"] < 100, cost
     assert "earshot-watchdog" in cost.get("threads", {}), cost
     assert "of the target's CPU" in (out / "report.md").read_text()
+
+
+def test_only_the_slowing_mode_leaves_speed_unjudged(mode_run):
+    import json
+    mode, out, _ = mode_run
+    rules = json.loads((out / "gate.json").read_text())["rules"]
+    unjudged = {r["expr"] for r in rules if r["status"] == "not judged"}
+    if mode == "trace-memory":  # tracemalloc's hook on every allocation: the figures are ours
+        assert "loop_busy_fraction < 0.5" in unjudged and "ttfa_p95_ms < 1500" in unjudged, unjudged
+        assert not any("rss_" in e or "findings." in e for e in unjudged), unjudged
+    else:
+        assert unjudged == set(), (mode, unjudged)
