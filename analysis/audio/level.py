@@ -24,6 +24,9 @@ _TINY = 1e-20
 # how far a smooth per-chunk join (a crossfade between two chunks' gains) can
 # move the median level of the second either side of a boundary, dB
 DRIFT_DB = 1.5
+# how far the FIR model's step may differ from the ARX model's where both are
+# identified: the FIR's misfit on music-like content reached 0.7 dB
+AGREE_DB = 1.0
 
 
 def _window_power(sig, starts: np.ndarray, length: int) -> np.ndarray:
@@ -86,8 +89,65 @@ def gain_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, 
         coef = np.linalg.solve(G + (1e-12 * tr + _TINY)[..., None, None] * eye, bv[..., None])[..., 0]
         return (ea + eb)[:, None] - np.einsum("pki,pki->pk", bv, coef)
 
-    P = np.arange(len(cc))
-    coarse = np.broadcast_to(np.arange(-12.0, 12.5, 1.0), (len(cc), 25))
+    db = _scan_gain(resid, len(cc))
+    floor = n * 10 ** (-90 / 10)
+    db[(ea < floor) | (eb < floor)] = np.nan
+    out[ok] = db
+    return out
+
+
+def arx_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, window_s: float = 0.01,
+                guard_s: float = 0.001, taps: int = 9, na: int = 4) -> np.ndarray:
+    """gain_step_db through an ARX model: y[t] = sum_i a_i y[t-i] + g sum_j
+    b_j s[t+j-h], g = 1 before the centre and scanned after it. The past
+    outputs let a short model be the IIR filter a mastering EQ is (a 9-tap
+    FIR cannot be a 200 Hz shelf: on music-like content its misfit moved with
+    the spectrum and read as 0.36 dB steps at p99); a gain scales y and its
+    past alike, so the AR part is gain-free. On a tone or a sweep the capture
+    predicts itself and g is not identified: the caller judges which model
+    fits a stream (see detect_level_steps)."""
+    n, gd, h = int(window_s * sr), int(guard_s * sr), taps // 2
+    c = np.asarray(centers, dtype=np.int64)
+    ok = (c - gd - n - max(h, na) >= 0) & (c + gd + n + h <= min(len(x), len(s)))
+    out = np.full(len(c), np.nan)
+    if not ok.any():
+        return out
+    cc = c[ok]
+    m = na + taps
+
+    def design(starts: np.ndarray):
+        src = windows_at(s, starts - h, n + taps - 1).astype(np.float64)
+        lagged = windows_at(x, starts - na, n + na).astype(np.float64)
+        rows = np.concatenate([np.stack([lagged[:, na - i: na - i + n] for i in range(1, na + 1)], axis=1),
+                               np.lib.stride_tricks.sliding_window_view(src, n, axis=1)], axis=1)  # (P, m, n)
+        y = lagged[:, na:]
+        return np.einsum("pjt,pkt->pjk", rows, rows), np.einsum("pjt,pt->pj", rows, y), np.einsum("pt,pt->p", y, y)
+
+    gb, bb, eb = design(cc - gd - n)
+    ga, ba, ea = design(cc + gd)
+    eye = np.eye(m)
+
+    def resid(db: np.ndarray) -> np.ndarray:
+        d = np.ones(db.shape + (m,))
+        d[..., na:] = (10 ** (db / 20))[..., None]  # g scales the source terms only
+        G = gb[:, None] + d[..., :, None] * ga[:, None] * d[..., None, :]
+        bv = bb[:, None] + d * ba[:, None]
+        tr = np.trace(G, axis1=2, axis2=3)
+        coef = np.linalg.solve(G + (1e-12 * tr + _TINY)[..., None, None] * eye, bv[..., None])[..., 0]
+        return (eb + ea)[:, None] - np.einsum("pki,pki->pk", bv, coef)
+
+    db = _scan_gain(resid, len(cc))
+    floor = n * 10 ** (-90 / 10)
+    db[(ea < floor) | (eb < floor)] = np.nan
+    out[ok] = db
+    return out
+
+
+def _scan_gain(resid, count: int) -> np.ndarray:
+    """The gain (dB) that minimises resid: a 1 dB grid over +-12, 0.1 dB
+    around the best, then a parabola through the three best."""
+    P = np.arange(count)
+    coarse = np.broadcast_to(np.arange(-12.0, 12.5, 1.0), (count, 25))
     best = coarse[P, np.argmin(resid(coarse), axis=1)]
     fine = best[:, None] + np.arange(-1.0, 1.05, 0.1)[None, :]
     r = resid(fine)
@@ -95,11 +155,20 @@ def gain_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, 
     r0, r1, r2 = r[P, k - 1], r[P, k], r[P, k + 1]
     den = r0 - 2 * r1 + r2
     frac = np.where(den > 0, 0.5 * (r0 - r2) / np.where(den > 0, den, 1.0), 0.0)
-    db = fine[P, k] + np.clip(frac, -1, 1) * 0.1
-    floor = n * 10 ** (-90 / 10)
-    db[(ea < floor) | (eb < floor)] = np.nan
-    out[ok] = db
-    return out
+    return fine[P, k] + np.clip(frac, -1, 1) * 0.1
+
+
+def slope_free_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *,
+                       window_s: float = 0.01, guard_s: float = 0.001) -> np.ndarray:
+    """arx_step_db at the centre minus the mean of the same step one window
+    before and one after: the jump of the source-relative gain with its local
+    slope taken out. A compressor's attack after an onset moves the gain by
+    0.5 dB in 50 ms, steadily; a chunk's gain change jumps within a sample."""
+    c = np.asarray(centers, dtype=np.int64)
+    off = int(window_s * sr) + 2 * int(guard_s * sr)
+    steps = arx_step_db(x, s, np.concatenate([c, c - off, c + off]), sr, window_s=window_s, guard_s=guard_s)
+    k = len(c)
+    return steps[:k] - 0.5 * (steps[k:2 * k] + steps[2 * k:])
 
 
 def level_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window_s: float = 0.05,
@@ -154,6 +223,15 @@ def persistent_step_db(x: np.ndarray, boundaries: np.ndarray, sr: int, *, frame_
     return out
 
 
+def _spread(ref: np.ndarray) -> float:
+    """How far a model's clean positions scatter: the 90th percentile of
+    |value - median| (the tails decide false alarms, not the MAD)."""
+    r = ref[np.isfinite(ref)]
+    if len(r) < 8:
+        return np.inf
+    return float(np.percentile(np.abs(r - np.median(r)), 90))
+
+
 def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
                        window_s: float = 0.05, guard_s: float = 0.001, z_min: float = 6.0,
                        excess_min_db: float = 0.3, scale_floor_db: float = 0.05, n_reference: int | None = None,
@@ -179,7 +257,18 @@ def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source
     if source is not None:
         sm = source.mono() if hasattr(source, "mono") else _mono(np.asarray(source))
         xm = _mono(x) if x_mono is None else x_mono
-        m = gain_step_db(xm, sm, np.concatenate([b, refs]), sr, window_s=window_s, guard_s=guard_s)
+        at = np.concatenate([b, refs])
+        m = gain_step_db(xm, sm, at, sr, window_s=window_s, guard_s=guard_s)
+        # the IIR model with its slope taken out, where it explains this
+        # stream's clean positions better (music-like held-out corpus: clean
+        # p99.9 0.63 -> 0.05 dB; on a tone or sweep it is not identified and
+        # its references scatter by dB, so the FIR model stays)
+        d = slope_free_step_db(xm, sm, at, sr)
+        if _spread(d[len(b):]) < _spread(m[len(b):]):
+            # per position too: where the capture predicts itself (a time
+            # code's tone slot) the ARX gain is arbitrary, dB away from the FIR's
+            with np.errstate(invalid="ignore"):
+                m = np.where(np.abs(d - m) <= AGREE_DB + 0.25 * np.abs(m), d, m)
     else:
         m = level_step_metric(x, np.concatenate([b, refs]), sr, window_s=window_s, guard_s=guard_s)
         # without a source a step must also persist: the change over 200 ms
