@@ -79,20 +79,14 @@ def gain_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, 
 
     ga, ba, ea = grams(cc - g - n)
     gb, bb, eb = grams(cc + g)
-    eye = np.eye(taps)
 
     def resid(db: np.ndarray) -> np.ndarray:  # least-squares residual for each (position, gain)
         gg = 10 ** (db / 20)
         G = ga[:, None] + (gg ** 2)[..., None, None] * gb[:, None]
         bv = ba[:, None] + gg[..., None] * bb[:, None]
-        tr = np.trace(G, axis1=2, axis2=3)
-        coef = np.linalg.solve(G + (1e-12 * tr + _TINY)[..., None, None] * eye, bv[..., None])[..., 0]
-        return (ea + eb)[:, None] - np.einsum("pki,pki->pk", bv, coef)
+        return _ls_residual(G, bv, ea + eb)
 
-    db = _scan_gain(resid, len(cc))
-    floor = n * 10 ** (-90 / 10)
-    db[(ea < floor) | (eb < floor)] = np.nan
-    out[ok] = db
+    out[ok] = _scan_gain(resid, len(cc), ea, eb, n)
     return out
 
 
@@ -125,27 +119,31 @@ def arx_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, w
 
     gb, bb, eb = design(cc - gd - n)
     ga, ba, ea = design(cc + gd)
-    eye = np.eye(m)
 
     def resid(db: np.ndarray) -> np.ndarray:
         d = np.ones(db.shape + (m,))
         d[..., na:] = (10 ** (db / 20))[..., None]  # g scales the source terms only
         G = gb[:, None] + d[..., :, None] * ga[:, None] * d[..., None, :]
         bv = bb[:, None] + d * ba[:, None]
-        tr = np.trace(G, axis1=2, axis2=3)
-        coef = np.linalg.solve(G + (1e-12 * tr + _TINY)[..., None, None] * eye, bv[..., None])[..., 0]
-        return (eb + ea)[:, None] - np.einsum("pki,pki->pk", bv, coef)
+        return _ls_residual(G, bv, eb + ea)
 
-    db = _scan_gain(resid, len(cc))
-    floor = n * 10 ** (-90 / 10)
-    db[(ea < floor) | (eb < floor)] = np.nan
-    out[ok] = db
+    out[ok] = _scan_gain(resid, len(cc), ea, eb, n)
     return out
 
 
-def _scan_gain(resid, count: int) -> np.ndarray:
+def _ls_residual(G: np.ndarray, bv: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """Least-squares residual energy per (position, gain) from the normal
+    equations G coef = bv (lightly regularised: a silent side is singular)."""
+    tr = np.trace(G, axis1=2, axis2=3)
+    eye = np.eye(G.shape[-1])
+    coef = np.linalg.solve(G + (1e-12 * tr + _TINY)[..., None, None] * eye, bv[..., None])[..., 0]
+    return energy[:, None] - np.einsum("pki,pki->pk", bv, coef)
+
+
+def _scan_gain(resid, count: int, e_before: np.ndarray, e_after: np.ndarray, n: int) -> np.ndarray:
     """The gain (dB) that minimises resid: a 1 dB grid over +-12, 0.1 dB
-    around the best, then a parabola through the three best."""
+    around the best, then a parabola through the three best; NaN where a
+    side's n frames are silent (below -90 dB)."""
     P = np.arange(count)
     coarse = np.broadcast_to(np.arange(-12.0, 12.5, 1.0), (count, 25))
     best = coarse[P, np.argmin(resid(coarse), axis=1)]
@@ -155,7 +153,10 @@ def _scan_gain(resid, count: int) -> np.ndarray:
     r0, r1, r2 = r[P, k - 1], r[P, k], r[P, k + 1]
     den = r0 - 2 * r1 + r2
     frac = np.where(den > 0, 0.5 * (r0 - r2) / np.where(den > 0, den, 1.0), 0.0)
-    return fine[P, k] + np.clip(frac, -1, 1) * 0.1
+    db = fine[P, k] + np.clip(frac, -1, 1) * 0.1
+    floor = n * 10 ** (-90 / 10)
+    db[(e_before < floor) | (e_after < floor)] = np.nan
+    return db
 
 
 def slope_free_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *,
