@@ -91,7 +91,7 @@ def gain_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, 
 
 
 def arx_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, window_s: float = 0.01,
-                guard_s: float = 0.001, taps: int = 9, na: int = 4, around: np.ndarray | None = None) -> np.ndarray:
+                guard_s: float = 0.001, taps: int = 9, na: int = 4) -> np.ndarray:
     """gain_step_db through an ARX model: y[t] = sum_i a_i y[t-i] + g sum_j
     b_j s[t+j-h], g = 1 before the centre and scanned after it. The past
     outputs let a short model be the IIR filter a mastering EQ is (a 9-tap
@@ -99,8 +99,7 @@ def arx_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, w
     the spectrum and read as 0.36 dB steps at p99); a gain scales y and its
     past alike, so the AR part is gain-free. On a tone or a sweep the capture
     predicts itself and g is not identified: the caller judges which model
-    fits a stream (see detect_level_steps). around: a first guess per centre
-    (the FIR's step), scanned +-3 dB instead of +-12 (the scan is the cost)."""
+    fits a stream (see detect_level_steps)."""
     n, gd, h = int(window_s * sr), int(guard_s * sr), taps // 2
     c = np.asarray(centers, dtype=np.int64)
     ok = (c - gd - n - max(h, na) >= 0) & (c + gd + n + h <= min(len(x), len(s)))
@@ -128,8 +127,7 @@ def arx_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *, w
         bv = bb[:, None] + d * ba[:, None]
         return _ls_residual(G, bv, eb + ea)
 
-    guess = None if around is None else np.asarray(around, dtype=float)[ok]
-    out[ok] = _scan_gain(resid, len(cc), ea, eb, n, guess, 12 if guess is None else 3)
+    out[ok] = _scan_gain(resid, len(cc), ea, eb, n)
     return out
 
 
@@ -142,15 +140,12 @@ def _ls_residual(G: np.ndarray, bv: np.ndarray, energy: np.ndarray) -> np.ndarra
     return energy[:, None] - np.einsum("pki,pki->pk", bv, coef)
 
 
-def _scan_gain(resid, count: int, e_before: np.ndarray, e_after: np.ndarray, n: int,
-               around: np.ndarray | None = None, half_width_db: int = 12) -> np.ndarray:
+def _scan_gain(resid, count: int, e_before: np.ndarray, e_after: np.ndarray, n: int) -> np.ndarray:
     """The gain (dB) that minimises resid: a 1 dB grid over +-12, 0.1 dB
     around the best, then a parabola through the three best; NaN where a
     side's n frames are silent (below -90 dB)."""
     P = np.arange(count)
-    # a 1 dB grid over +-half_width_db around a first guess (0 without one)
-    mid = np.zeros(count) if around is None else np.round(np.nan_to_num(around))
-    coarse = mid[:, None] + np.arange(-half_width_db, half_width_db + 1, dtype=float)[None, :]
+    coarse = np.broadcast_to(np.arange(-12.0, 12.5, 1.0), (count, 25))
     best = coarse[P, np.argmin(resid(coarse), axis=1)]
     fine = best[:, None] + np.arange(-1.0, 1.05, 0.1)[None, :]
     r = resid(fine)
@@ -165,17 +160,14 @@ def _scan_gain(resid, count: int, e_before: np.ndarray, e_after: np.ndarray, n: 
 
 
 def slope_free_step_db(x: np.ndarray, s: np.ndarray, centers: np.ndarray, sr: int, *,
-                       window_s: float = 0.01, guard_s: float = 0.001, around: np.ndarray | None = None) -> np.ndarray:
+                       window_s: float = 0.01, guard_s: float = 0.001) -> np.ndarray:
     """arx_step_db at the centre minus the mean of the same step one window
     before and one after: the jump of the source-relative gain with its local
     slope taken out. A compressor's attack after an onset moves the gain by
     0.5 dB in 50 ms, steadily; a chunk's gain change jumps within a sample."""
     c = np.asarray(centers, dtype=np.int64)
     off = int(window_s * sr) + 2 * int(guard_s * sr)
-    # the neighbours lie on one side of the centre: their steps are near 0
-    guess = None if around is None else np.concatenate([np.asarray(around, dtype=float), np.zeros(2 * len(c))])
-    steps = arx_step_db(x, s, np.concatenate([c, c - off, c + off]), sr, window_s=window_s, guard_s=guard_s,
-                        around=guess)
+    steps = arx_step_db(x, s, np.concatenate([c, c - off, c + off]), sr, window_s=window_s, guard_s=guard_s)
     k = len(c)
     return steps[:k] - 0.5 * (steps[k:2 * k] + steps[2 * k:])
 
@@ -272,7 +264,7 @@ def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source
         # stream's clean positions better (music-like held-out corpus: clean
         # p99.9 0.63 -> 0.05 dB; on a tone or sweep it is not identified and
         # its references scatter by dB, so the FIR model stays)
-        d = slope_free_step_db(xm, sm, at, sr, around=m)
+        d = slope_free_step_db(xm, sm, at, sr)
         if _spread(d[len(b):]) < _spread(m[len(b):]):
             # per position too: where the capture predicts itself (a time
             # code's tone slot) the ARX gain is arbitrary, dB away from the FIR's
