@@ -110,8 +110,9 @@ def test_click_at_boundary(name, seed):
 
 # stated sensitivity: 0.5 dB on tones (the sine needs no source; the sweep and
 # the time code are compared with theirs), 1 dB on noise and music through a
-# per-chunk EQ (the EQ itself moves a 50 ms level by ~0.1-0.2 dB)
-@pytest.mark.parametrize("name,with_source,smallest", [("sine", False, 0.5), ("timecode", True, 0.5),
+# per-chunk EQ (the EQ itself moves a 50 ms level by ~0.1-0.2 dB). A sine with
+# its source: the ARX model is not identified there and must not be used
+@pytest.mark.parametrize("name,with_source,smallest", [("sine", False, 0.5), ("sine", True, 0.5), ("timecode", True, 0.5),
                                                        ("sweep", True, 0.5), ("pink", True, 1.0),
                                                        ("music", True, 1.0)])
 @pytest.mark.parametrize("seed", range(3))
