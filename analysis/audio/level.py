@@ -274,8 +274,10 @@ def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source
         # stream's clean positions better (music-like held-out corpus: clean
         # p99.9 0.63 -> 0.05 dB; on a tone or sweep it is not identified and
         # its references scatter by dB, so the FIR model stays)
-        d = slope_free_step_db(xm, sm, at, sr)
-        if _spread(d[len(b):]) < _spread(m[len(b):]):
+        # judged on the references first: the boundaries need the ARX only where it wins
+        d_ref = slope_free_step_db(xm, sm, refs, sr)
+        if _spread(d_ref) < _spread(m[len(b):]):
+            d = np.concatenate([slope_free_step_db(xm, sm, b, sr), d_ref])
             # per position too: where the capture predicts itself (a time
             # code's tone slot) the ARX gain is arbitrary, dB away from the FIR's
             with np.errstate(invalid="ignore"):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.metrics_catalogue import is_speed, slowed_by
+from analysis.metrics_catalogue import is_speed
 
 from .comparison import ComparisonResult, compare_runsets
 from .measurements import MeasurementError, RunSet, combined_figures, load_runset
@@ -187,7 +187,7 @@ def evaluate(
         return _finish(result, run_dir, write)
     figures = combined_figures(candidate)
     result.figures = figures
-    slowed = sorted({why for r in candidate.runs for why in slowed_by(r.run.get("options"))})
+    slowed = candidate.slowed_by()
     checks = [_judge(r, "check", figures, slowed) for r in cfg.checks]
     rules = [_judge(r, "rule", figures, slowed) for r in cfg.rules]
     result.rules = checks + rules

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from analysis.metrics_catalogue import is_speed, slowed_by
+from analysis.metrics_catalogue import is_speed
 from analysis.model import severity_rank
 
 from .measurements import RunSet
@@ -86,7 +86,7 @@ def compare_runsets(a: RunSet, b: RunSet, cfg: GateConfig, *, seed: int = 0) -> 
         series.append((name, a.figure_values(name), b.figure_values(name)))
     for name in sorted(a.sample_names() & b.sample_names()):
         series.append((f"samples.{name}", a.pooled_samples(name), b.pooled_samples(name)))
-    slow_a, slow_b = _slowed(a), _slowed(b)
+    slow_a, slow_b = a.slowed_by(), b.slowed_by()
     for i, (name, xa, xb) in enumerate(series):
         pol = cfg.policy(name)
         if pol.ignore:
@@ -128,10 +128,6 @@ def compare_runsets(a: RunSet, b: RunSet, cfg: GateConfig, *, seed: int = 0) -> 
         else:
             res.findings_both.append(info)
     return res
-
-
-def _slowed(rs: RunSet) -> list[str]:
-    return sorted({why for r in rs.runs for why in slowed_by(r.run.get("options"))})
 
 
 def _apply_holm(comps: list[Comparison], alpha: float) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.metrics_catalogue import slowed_by
 from analysis.model import SEVERITIES, load_findings
 from analysis.rundir import FINDINGS, METRICS, RUN_JSON, read_json
 
@@ -143,6 +144,10 @@ class RunSet:
         for r in self.runs:
             out.extend(r.samples.get(name, []))
         return out
+
+    def slowed_by(self) -> list[str]:
+        """The slowing instrumentation any of these runs had on (--trace-memory)."""
+        return sorted({why for r in self.runs for why in slowed_by(r.run.get("options"))})
 
     def figure_names(self) -> set[str]:
         return {k for r in self.runs for k in r.figures}
