@@ -1,0 +1,77 @@
+"""Without a source, a level step on noise-like content is judged by band
+lines (analysis.audio.level.band_line_step_db): per octave band a robust
+line through a second of 46 ms blocks each side, evaluated at the boundary,
+the bands' steps averaged by inverse variance. The 50 ms broadband level it
+stands beside is ruled by the bass's few degrees of freedom on pink noise and
+scored 1 dB steps at z 0.5-5 there; through the mastering chain (per-chunk
+gain ramped over a second, a +-1 dB drift) the band lines must find a 1 dB
+butt-joined change at its size, read a smooth join's ramp as no step, and
+refuse to call a change of spectral shape a level step."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import sosfilt
+
+import analysis.audio.level as level
+from analysis import signals
+from analysis.audio import analyse_capture
+from analysis.audio.level import band_line_step_db, detect_level_steps
+from tests.audio.synth import _shelf_sos, chain_master, random_boundaries
+
+SR = 44100
+
+
+@pytest.fixture(scope="module")
+def noise_chain():
+    rng = np.random.default_rng(31)  # the benchmark's seeds are 2026 and 4242
+    src = signals.pink_noise_stereo(60.0, SR, seed=31)
+    b = random_boundaries(len(src), rng)
+    return chain_master(src, b, rng), b
+
+
+def test_a_1_db_step_on_noise_is_found_at_its_size_without_a_source(noise_chain):
+    x, b = noise_chain
+    assert analyse_capture(x, SR, b).defects == []  # the clean control
+    for i, step in ((1, 1.0), (len(b) - 2, -1.0)):
+        y = x.copy()
+        y[b[i]:] *= np.float32(10 ** (step / 20))
+        found = [d for d in analyse_capture(y, SR, b).defects if d.kind == "level_step"]
+        assert [d.boundary_index for d in found] == [i], (i, found)
+        assert abs(found[0].magnitude - step) < 0.25, found[0].magnitude
+        assert found[0].detail["statistic"] == "band lines"
+
+
+def test_without_band_lines_the_same_step_is_missed(noise_chain, monkeypatch):
+    """The test above depends on the new statistic: with it switched off
+    (every value NaN) the 50 ms level alone misses the step."""
+    x, b = noise_chain
+    y = x.copy()
+    y[b[1]:] *= np.float32(10 ** (1.0 / 20))
+    monkeypatch.setattr(level, "band_line_step_db", lambda x, sr, b, c, **kw: np.full(len(c), np.nan))
+    assert detect_level_steps(y, SR, b) == []
+
+
+def test_a_smooth_joins_ramp_is_no_step():
+    """A 3 dB gain ramp over the second after a boundary, as a smooth join
+    makes: the line after follows it from the boundary on."""
+    x = signals.pink_noise_stereo(20.0, SR, seed=5)
+    c = 10 * SR
+    ramp_db = np.clip((np.arange(len(x)) - c) / SR, 0, 1) * 3.0
+    y = (x * 10 ** (ramp_db / 20)[:, None]).astype(np.float32)
+    plain = band_line_step_db(y, SR, np.array([c]), np.array([c]))[0]
+    stepped = y.copy()
+    stepped[c:] *= np.float32(10 ** (1.0 / 20))
+    assert abs(plain) < 0.3, plain
+    assert abs(band_line_step_db(stepped, SR, np.array([c]), np.array([c]))[0] - 1.0) < 0.3
+
+
+def test_a_change_of_spectral_shape_is_not_a_level_step():
+    """+-8 dB above 4 kHz from the boundary on: the bands disagree (their
+    weighted scatter is far over CONSISTENT_CHI), so no level is claimed."""
+    x = signals.pink_noise_stereo(20.0, SR, seed=6)
+    c = 10 * SR
+    for db in (8.0, -8.0):
+        y = x.copy()
+        y[c:] = sosfilt(_shelf_sos(db, SR, 4000.0), x, axis=0)[c:]
+        assert np.isnan(band_line_step_db(y, SR, np.array([c]), np.array([c]))[0]), db
