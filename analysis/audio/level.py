@@ -36,6 +36,9 @@ ARX_IDENTIFIED = 1e-5
 # their mean for band_line_step_db to call it one gain step: on noise, clean
 # positions p99 4.2 and 1 dB steps <= 2.3; a sweep crossing a band edge 22+
 CONSISTENT_CHI = 8.0
+# a band whose 46 ms blocks scatter about their line by more than this (dB
+# RMS) is not a level plus a trend, and band_line_step_db leaves it out
+LINE_SCATTER_DB = 3.0
 
 
 def _window_power(sig, starts: np.ndarray, length: int) -> np.ndarray:
@@ -249,12 +252,13 @@ def persistent_step_db(x: np.ndarray, boundaries: np.ndarray, sr: int, *, frame_
 
 
 def _robust_line_at_zero(y: np.ndarray, t: np.ndarray, w0: np.ndarray,
-                         iters: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                         iters: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row p and column b: the value at t = 0 of a line fitted to
     y[p, :, b] over t[p, :] (rows' frames weighted w0, 0 or 1), with
     ``iters`` Tukey-bisquare reweightings (a drum hit or a note onset in a
     second of frames is an outlier, not the trend), and that value's
-    variance from the residual scatter. (P, K, B) -> (P, B), (P, B)."""
+    variance from the residual scatter, and that scatter per frame (the
+    weighted residual's RMS). (P, K, B) -> (P, B) each."""
     t = t[..., None]
     w = np.broadcast_to(w0[..., None], y.shape)
     inside = w0[..., None] > 0
@@ -273,13 +277,14 @@ def _robust_line_at_zero(y: np.ndarray, t: np.ndarray, w0: np.ndarray,
             u = r / scale[:, None]
             w = w0[..., None] * np.where(np.abs(u) < 1, (1 - u ** 2) ** 2, 0.0)
     with np.errstate(all="ignore"):
-        var = (w * r * r).sum(1) / np.maximum(s0 - 2, 1) * s2 / det
-    return a, var
+        scatter = (w * r * r).sum(1) / np.maximum(s0 - 2, 1)
+        return a, scatter * s2 / det, np.sqrt(scatter)
 
 
 def band_line_step_db(x: np.ndarray, sr: int, boundaries: np.ndarray, centers: np.ndarray, *,
                       frame: int = 2048, span_s: float = 1.0, guard_s: float = 0.001, floor_db: float = -50.0,
-                      min_frames: int = 16, chi_max: float = CONSISTENT_CHI) -> np.ndarray:
+                      min_frames: int = 16, chi_max: float = CONSISTENT_CHI,
+                      scatter_max_db: float = LINE_SCATTER_DB) -> np.ndarray:
     """The level step at each centre without a source, from octave-band
     levels of 2048-frame blocks: per band a robust line through up to
     ``span_s`` of blocks on each side (cut at half the way to the next
@@ -291,7 +296,10 @@ def band_line_step_db(x: np.ndarray, sr: int, boundaries: np.ndarray, centers: n
     high bands' levels are precise (thousands of degrees of freedom per
     block) where the broadband 50 ms level is ruled by the bass's few. NaN
     where the bands disagree (weighted scatter over ``chi_max``: a sweep
-    crossing a band edge, a chord change), or a side is short or silent:
+    crossing a band edge, a chord change); bands whose blocks scatter
+    about their line by more than ``scatter_max_db`` are left out (a line is
+    no model of them: a time code's 100 ms slots, a sweep entering a band
+    read 5-17 dB, noise's bands 0.2-3); NaN too where a side is short or silent:
     under ``min_frames`` blocks (0.74 s), so the reference positions near a
     boundary, whose short lines scatter more, do not widen or break the
     reference distribution a boundary with a full second is judged by."""
@@ -320,15 +328,16 @@ def band_line_step_db(x: np.ndarray, sr: int, boundaries: np.ndarray, centers: n
         j = np.clip(j, 0, F - 1)
         y = levels[j]
         t = (j * hop + frame / 2 - c[:, None]) / sr
-        a, var = _robust_line_at_zero(y, t, w0)
+        a, var, scatter = _robust_line_at_zero(y, t, w0)
         n = w0.sum(1)
         mean = (w0[..., None] * y).sum(1) / np.maximum(n, 1)[:, None]
-        sides.append((np.where((n >= min_frames)[:, None], a, np.nan), var, mean))
-    (ab, vb, mb), (aa, va, ma) = sides
+        sides.append((np.where((n >= min_frames)[:, None], a, np.nan), var, mean, scatter))
+    (ab, vb, mb, sb), (aa, va, ma, sa) = sides
     step, v = aa - ab, vb + va
     top = np.maximum(mb.max(1), ma.max(1))[:, None]
     with np.errstate(invalid="ignore"):
-        ok = (mb > top + floor_db) & (ma > top + floor_db) & np.isfinite(step) & (v > 0)
+        ok = ((mb > top + floor_db) & (ma > top + floor_db) & np.isfinite(step) & (v > 0)
+              & (sb <= scatter_max_db) & (sa <= scatter_max_db))
     wv = np.where(ok, 1 / np.where(ok, v, 1.0), 0.0)
     n = ok.sum(1)
     with np.errstate(all="ignore"):
@@ -419,7 +428,10 @@ def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source
         lines = band_line_step_db(x, sr, b, np.concatenate([b, refs]))
         for i, cf in enumerate(confirm(lines[: len(b)], lines[len(b):], z_min=z_min, excess_min=excess_min_db,
                                        scale_floor=scale_floor_db, two_sided=True)):
-            if cf.confirmed and not conf[i].confirmed:
+            # and only where the lines describe most of the stream: on a
+            # sweep most references' bands fail the scatter test, and a
+            # dozen steady survivors made a 1 dB wobble look like z 50
+            if cf.confirmed and not conf[i].confirmed and cf.n_reference >= len(refs) // 3:
                 conf[i], statistic[i] = cf, "band lines"
     return [AudioDefect("level_step", float(b[i] / sr), i, cf.metric, "dB", cf.score, cf.false_alarm_rate,
                         {"source_relative": source is not None, "n_reference": cf.n_reference,
