@@ -24,7 +24,7 @@ from .defect import AudioDefect
 _TINY = 1e-20
 # the second difference's level around a peak over its window's floor above
 # which the peak is part of a burst of content (see detect_clicks)
-BURST_DB = 5.0
+BURST_DB = 4.0
 
 
 def levinson(r: np.ndarray, order: int) -> np.ndarray:
@@ -198,12 +198,12 @@ def detect_clicks(x: np.ndarray, sr: int, boundaries: np.ndarray, *, order: int 
         for i, cf in enumerate(conf):
             if cf.confirmed and not (best_a[i] >= 10 ** (min_level_dbfs / 20)):
                 cf.confirmed = False
-        if source is None and method == "second_difference":
+        if source is None:
             # without a source a hat or snare hit on a boundary is a peak of
-            # the second difference too, but inside a burst: clean
-            # music-like content's false clicks had the 2 ms around their
-            # peak 6.6-9.3 dB over the window's floor; an impulse and a
-            # butt-joined gain step stay within 2 dB of it
+            # the second difference and of the residual too, but inside a
+            # burst: clean music-like content's false clicks (both methods)
+            # had the 2 ms around their peak 5.2-9.3 dB over the window's
+            # floor; an impulse and a butt-joined gain step stay within 3 dB
             for i, cf in enumerate(conf):
                 if cf.confirmed and _burst_db(x, int(best_t[i]), half, ch) > BURST_DB:
                     cf.confirmed = False

@@ -109,6 +109,19 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
     return metric, band
 
 
+def _shape_change_db(xm: np.ndarray, c: int, band: int, window: int, guard: int, *, frames: int, sr: int) -> float:
+    """Signed change of one band relative to the median band change at c,
+    from the median band levels of ``frames`` windows each side (fewer where
+    the stream ends); NaN if a side has none."""
+    before = [a for a in c - guard - window * np.arange(1, frames + 1) if a >= 0]
+    after = [a for a in c + guard + window * np.arange(frames) if a + window <= len(xm)]
+    if not before or not after:
+        return float("nan")
+    e = band_energies_db(windows_at(xm, np.array(before + after), window), sr)
+    d = np.median(e[len(before):], axis=0) - np.median(e[: len(before)], axis=0)
+    return float(d[band] - np.median(d))
+
+
 def detect_spectral_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
                           window_s: float = 0.0464, guard_s: float = 0.001, z_min: float = 6.0,
                           excess_min_db: float = 1.0, scale_floor_db: float = 0.2, n_reference: int = 120,
@@ -128,6 +141,19 @@ def detect_spectral_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sou
                                    floor_db=-30.0 if source is not None else -60.0, x_mono=x_mono)
     conf = confirm(m[: len(b)], m[len(b):], z_min=z_min if source is not None else max(z_min, 8.0),
                    excess_min=excess_min_db, scale_floor=scale_floor_db)
+    if source is None:
+        # without a source the change must also hold: a chunk's EQ lasts the
+        # chunk, a hat starting on a boundary (clean music-like content: 22 dB
+        # in its 4-8 kHz band, the source's own) is gone within 50 ms. Over
+        # the median of 8 windows each side its shape change must keep its
+        # sign and half its size
+        xm = _mono(np.asarray(x)) if x_mono is None else x_mono
+        w, g = int(window_s * sr), int(guard_s * sr)
+        for i, cf in enumerate(conf):
+            if cf.confirmed:
+                now, held = (_shape_change_db(xm, int(b[i]), band[i], w, g, frames=k, sr=sr) for k in (1, 8))
+                if not (np.sign(held) == np.sign(now) and abs(held) >= 0.5 * abs(now)):
+                    cf.confirmed = False
     out = []
     for i, cf in enumerate(conf):
         if cf.confirmed:

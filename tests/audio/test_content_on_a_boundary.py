@@ -6,16 +6,20 @@ alarms in 3 h, held-out seed), each beside the defect it resembles:
   is, but inside a burst of high-frequency content: the 2 ms around it stand
   6-9 dB over the window's floor, an impulse's stay within 2 dB;
 * a louder note whose attack decays within 100 ms reads 7 dB over 50 ms and
-  4 dB over a second's median; a gain change is the same size over both."""
+  4 dB over a second's median; a gain change is the same size over both;
+* the same hat lifts its band for a window as a chunk's EQ change would, but
+  an EQ change lasts the chunk."""
 from __future__ import annotations
 
 import numpy as np
-
+import pytest
 from scipy.signal import butter, sosfilt
 
 from analysis.audio.click import detect_clicks
 from analysis.audio.level import detect_level_steps
+from analysis.audio.spectral import detect_spectral_steps
 from analysis.music_corpus import dense_music, harmonic_tone
+from tests.audio.synth import _shelf_sos
 
 SR = 44100
 B = np.array([10 * SR, 20 * SR])
@@ -29,13 +33,17 @@ def _hat(rng: np.random.Generator, n: int, level: float) -> np.ndarray:
             * np.exp(-np.arange(n) / (0.008 * SR))[:, None]).astype(np.float32)
 
 
-def test_a_hat_on_a_boundary_is_not_a_click_and_an_impulse_there_is():
+@pytest.mark.parametrize("start", [0, -20, -35])  # the hit's first frame, from the boundary
+def test_a_hat_on_a_boundary_is_not_a_click_and_an_impulse_there_is(start):
+    """A hat starting just before the boundary fooled the residual method
+    too (3 of 4 false clicks in 10 h of clean music-like content, peaks
+    25-37 frames before the boundary)."""
     rng = np.random.default_rng(43)
     x = dense_music(30.0, SR, seed=41)
     c = int(B[0])
     hit = x.copy()
     n = int(0.05 * SR)
-    hit[c: c + n] += _hat(rng, n, 0.3)
+    hit[c + start: c + start + n] += _hat(rng, n, 0.3)
     assert detect_clicks(hit, SR, B) == []
     click = x.copy()
     click[c + 7, 0] += 0.05
@@ -62,3 +70,22 @@ def test_a_louder_notes_attack_on_a_boundary_is_not_a_level_step_and_a_gain_chan
     found = detect_level_steps(step, SR, B)
     assert [d.boundary_index for d in found] == [0], found
     assert abs(found[0].magnitude - 4.0) < 0.2, found[0].magnitude
+
+
+def test_a_hat_on_a_boundary_is_not_a_spectral_step_and_a_kept_eq_change_is():
+    """Without a source a hat starting on a boundary lifts its band for a
+    window as a chunk's EQ would (on a steady note, the content a sourceless
+    spectral step can be judged on); it is gone within 50 ms, and the EQ
+    change lasts the chunk."""
+    rng = np.random.default_rng(44)
+    x = harmonic_tone(30.0, SR, f0_hz=440.0)
+    c = int(B[0])
+    n = int(0.05 * SR)
+    hit = x.copy()
+    hit[c: c + n] += _hat(rng, n, 0.2)
+    assert detect_spectral_steps(hit, SR, B) == []
+    eq = x.copy()
+    eq[c:] = sosfilt(_shelf_sos(8.0, SR, 4000.0), x, axis=0)[c:]
+    found = detect_spectral_steps(eq, SR, B)
+    assert [d.boundary_index for d in found] == [0], found
+    assert 5.0 < found[0].magnitude < 9.0, found[0].magnitude
