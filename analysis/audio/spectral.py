@@ -65,11 +65,12 @@ def _hann32(n: int, _cache: dict = {}) -> np.ndarray:  # noqa: B006 - a delibera
 
 def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window: int = 4096, guard: int = 44,
                          source: np.ndarray | None = None, floor_db: float = -60.0,
-                         x_mono: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         x_mono: np.ndarray | None = None, min_bins: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per centre: (max |band change - median band change| in dB, worst band index).
 
     Bands more than ``floor_db`` below the loudest band on either side are
-    ignored (their level is noise)."""
+    ignored (their level is noise), and so are bands of fewer than
+    ``min_bins`` FFT bins of the window."""
     c = np.asarray(centers, dtype=np.int64)
 
     def mid(sig) -> np.ndarray:
@@ -90,6 +91,7 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
             eb, ea = e[: len(cc)], e[len(cc):]
             d[ok] = ea - eb
             valid[ok] = (eb > eb.max(axis=1, keepdims=True) + floor_db) & (ea > ea.max(axis=1, keepdims=True) + floor_db)
+            valid &= np.diff(np.searchsorted(np.fft.rfftfreq(window, 1 / sr), BAND_EDGES_HZ)) >= min_bins
         return d, valid
 
     d, valid = change(x if x_mono is None else x_mono)
@@ -138,7 +140,11 @@ def detect_spectral_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sou
     # on clean music); without one, only a clearer outlier is a step
     m, band = spectral_step_metric(x, np.concatenate([b, refs]), sr, window=int(window_s * sr),
                                    guard=int(guard_s * sr), source=source,
-                                   floor_db=-30.0 if source is not None else -60.0, x_mono=x_mono)
+                                   floor_db=-30.0 if source is not None else -60.0, x_mono=x_mono,
+                                   # without a source, a band of 3 bins (62.5-125 Hz) is one bass
+                                   # note: a new one on a boundary of clean music-like content read
+                                   # 31-39 dB, 3 times in 1 h, and held for the chunk as an EQ would
+                                   min_bins=1 if source is not None else 4)
     conf = confirm(m[: len(b)], m[len(b):], z_min=z_min if source is not None else max(z_min, 8.0),
                    excess_min=excess_min_db, scale_floor=scale_floor_db)
     if source is None:
