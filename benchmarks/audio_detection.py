@@ -175,16 +175,19 @@ _CPOOL: dict[str, np.ndarray] = {}
 def content_pool(name: str, seed: int, music_s: float) -> np.ndarray:
     """Long renderings per content type; the music-like one is of the
     benchmark's own seed (held out: the tests use other seeds)."""
-    if name not in _CPOOL:
+    # keyed by seed too: the false-alarm corpus asks for another seed's
+    # music than the detection table's (it once got the table's from here)
+    key = (name, seed, music_s) if name == "music-like" else name
+    if key not in _CPOOL:
         if name == "music-like":
             # one rendering: two edge-faded renderings back to back would put
             # a real ~1 ms digital silence in the content at their join
-            _CPOOL[name] = dense_music(music_s, SR, seed=seed)
+            _CPOOL[key] = dense_music(music_s, SR, seed=seed)
         else:
             gen = {"tone": signals.sine, "sweep": signals.log_sweep, "noise": signals.pink_noise_stereo,
                    "periodic": harmonic_tone}[name]
-            _CPOOL[name] = gen(duration_s=60.0 if name == "sweep" else 300.0, sr=SR)
-    return _CPOOL[name]
+            _CPOOL[key] = gen(duration_s=60.0 if name == "sweep" else 300.0, sr=SR)
+    return _CPOOL[key]
 
 
 def chain_case(name: str, rng: np.random.Generator, seed: int, music_s: float, seconds: float = CASE_S):
@@ -285,14 +288,17 @@ def per_content_table(per_cell: int, seed: int, music_s: float) -> list[tuple]:
     return rows
 
 
-def music_false_alarms(hours: float, seed: int, music_s: float) -> tuple[float, dict[str, tuple[int, dict]]]:
+def music_false_alarms(hours: float, seed: int, music_s: float,
+                       pool_seed: int | None = None) -> tuple[float, dict[str, tuple[int, dict]]]:
     """Clean music-like content through the chunked mastering chain: every
-    defect reported is a false alarm; with and without the source."""
+    defect reported is a false alarm; with and without the source. The
+    music is pool_seed's (default seed - 1)."""
     rng = np.random.default_rng(seed)
+    pool_seed = seed - 1 if pool_seed is None else pool_seed
     seconds = 0.0
     out = {"with source": [0, {}], "without source": [0, {}]}
     while seconds < hours * 3600:
-        src, x, b = chain_case("music-like", rng, seed - 1, music_s, seconds=60.0)
+        src, x, b = chain_case("music-like", rng, pool_seed, music_s, seconds=60.0)
         for label, source in (("with source", src), ("without source", None)):
             for d in analyse_capture(x, SR, b, source=source,
                                      expected_frames=len(src) if source is not None else None).defects:
@@ -348,6 +354,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--content-cases", type=int, default=6, help="cases per cell of the per-content table")
     ap.add_argument("--music-pool-s", type=float, default=600.0, help="seconds of music-like content to cut from")
+    ap.add_argument("--music-fa-pool-seed", type=int, default=None,
+                    help="seed of the music the false-alarm corpus is cut from (default: --seed + 6)")
     ap.add_argument("--part", choices=("content", "synthetic", "music-fa", "synthetic-fa", "all"), default="all",
                     help="content: per-content table + music-like false alarms; synthetic: the synthetic "
                          "table, its false alarms and the speed (two halves can run side by side); "
@@ -357,7 +365,7 @@ def main() -> int:
     hours_goal = 10.0 if args.full else args.clean_hours
     if args.part in ("music-fa", "synthetic-fa"):
         if args.part == "music-fa":
-            hours_m, fa = music_false_alarms(hours_goal, args.seed + 7, args.music_pool_s)
+            hours_m, fa = music_false_alarms(hours_goal, args.seed + 7, args.music_pool_s, args.music_fa_pool_seed)
             for label, (count, by_kind) in fa.items():
                 print(f"- music-like, {label}: {count} false alarm(s) in {hours_m:.2f} h"
                       + (f"; by kind: {by_kind}" if by_kind else ""))
@@ -376,7 +384,7 @@ def main() -> int:
         for kind, mag, name, hs, hn, total in rows:
             print(f"| {kind} | {mag} | {name} | {hs}/{total} | {hn}/{total} |")
         print(f"\n({time.time() - t0:.0f} s so far)", flush=True)
-        hours_m, fa = music_false_alarms(hours_goal, args.seed + 7, args.music_pool_s)
+        hours_m, fa = music_false_alarms(hours_goal, args.seed + 7, args.music_pool_s, args.music_fa_pool_seed)
         print(f"\n## False alarms on clean music-like content ({hours_m:.2f} h, each analysed with and without "
               "the source)\n")
         for label, (count, by_kind) in fa.items():
