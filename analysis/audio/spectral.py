@@ -7,6 +7,8 @@ changes are subtracted (a sweep moves across bands by itself).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.fft
 
@@ -100,7 +102,8 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
         d, valid = d - ds, valid & vs
     d = np.where(valid, d, np.nan)
     enough = np.sum(valid, axis=1) >= 3
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row with no valid band: NaN, as intended
         shape = np.abs(d - np.nanmedian(d, axis=1, keepdims=True)) if d.size else d
     metric = np.full(len(c), np.nan)
     band = np.zeros(len(c), dtype=int)
