@@ -19,9 +19,9 @@ from .helpers import leftovers, run_cli, run_json
 pytestmark = pytest.mark.slow
 
 
-def check_scenario_runs_briefly(tmp_path, name: str) -> None:
+def check_scenario_runs_briefly(tmp_path, name: str, *extra: str) -> None:
     out = tmp_path / name
-    r = run_cli("--scenario", name, "--duration", "6", "--track-seconds", "20", "--out", str(out))
+    r = run_cli("--scenario", name, "--duration", "6", "--track-seconds", "20", "--out", str(out), *extra)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     run = run_json(out)
     assert run["status"] == "ok", run.get("invalid_reason")
