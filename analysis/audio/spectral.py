@@ -114,17 +114,20 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
     return metric, band
 
 
-def _shape_change_db(xm: np.ndarray, c: int, band: int, window: int, guard: int, *, frames: int, sr: int) -> float:
-    """Signed change of one band relative to the median band change at c,
-    from the median band levels of ``frames`` windows each side (fewer where
-    the stream ends); NaN if a side has none."""
+def _shape_change_db(xm: np.ndarray, c: int, band: int, window: int, guard: int, *, frames: int,
+                     sr: int) -> tuple[float, float]:
+    """Signed change of one band relative to the median band change at c:
+    from the one window each side next to c, and from the median band
+    levels of ``frames`` windows each side (fewer where the stream ends),
+    out of one FFT batch; NaN if a side has none."""
     before = [a for a in c - guard - window * np.arange(1, frames + 1) if a >= 0]
     after = [a for a in c + guard + window * np.arange(frames) if a + window <= len(xm)]
     if not before or not after:
-        return float("nan")
+        return float("nan"), float("nan")
     e = band_energies_db(windows_at(xm, np.array(before + after), window), sr)
-    d = np.median(e[len(before):], axis=0) - np.median(e[: len(before)], axis=0)
-    return float(d[band] - np.median(d))
+    eb, ea = e[: len(before)], e[len(before):]
+    now, held = ea[0] - eb[0], np.median(ea, axis=0) - np.median(eb, axis=0)
+    return float(now[band] - np.median(now)), float(held[band] - np.median(held))
 
 
 def detect_spectral_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
@@ -160,7 +163,7 @@ def detect_spectral_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sou
         w, g = int(window_s * sr), int(guard_s * sr)
         for i, cf in enumerate(conf):
             if cf.confirmed:
-                now, held = (_shape_change_db(xm, int(b[i]), band[i], w, g, frames=k, sr=sr) for k in (1, 8))
+                now, held = _shape_change_db(xm, int(b[i]), band[i], w, g, frames=8, sr=sr)
                 if not (np.sign(held) == np.sign(now) and abs(held) >= 0.5 * abs(now)):
                     cf.confirmed = False
     out = []
