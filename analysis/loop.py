@@ -186,6 +186,22 @@ def _in_agent(stall: dict[str, Any]) -> bool:
     return False
 
 
+def untraced_ms(stall: dict[str, Any], slowdown: float) -> float:
+    """The least a stall could have lasted without tracemalloc: its loop-thread
+    CPU divided by the most tracing stretches Python (`slowdown`, measured in
+    the target at its start); the time it waited is not stretched."""
+    d = float(stall.get("duration_ms") or 0.0)
+    cpu = min(d, max(0.0, float(stall.get("cpu_ms") or 0.0)))
+    return d - cpu + cpu / max(1.0, slowdown)
+
+
+def _traced_stalls(stalls: list[dict[str, Any]], slowdown: float, threshold: float) -> list[dict[str, Any]]:
+    """Stalls that tracing alone could have pushed past the threshold."""
+    if slowdown <= 1.0:
+        return []
+    return [s for s in stalls if untraced_ms(s, slowdown) < threshold]
+
+
 def _loc_key(loc: dict[str, Any] | None) -> str:
     if not loc:
         return "unattributed"
@@ -254,6 +270,12 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     stalls = [s for s in stalls if s not in agent_stalls]
     metrics.update(loop_instrumentation_stall_count=len(agent_stalls),
                    loop_instrumentation_stall_total_ms=round(sum(float(s["duration_ms"]) for s in agent_stalls), 1))
+    # under --trace-memory every allocation pays tracemalloc's hook: a stall
+    # tracing may have stretched past the threshold cannot be judged on this run
+    traced = _traced_stalls(stalls, float(agent.get("tracemalloc_slowdown") or 0.0), threshold)
+    stalls = [s for s in stalls if s not in traced]
+    metrics.update(loop_traced_stall_count=len(traced),
+                   loop_traced_stall_max_ms=max((float(s["duration_ms"]) for s in traced), default=0.0))
     gc_stalls = [s for s in stalls if s.get("gc_ms", 0) >= GC_SHARE * s.get("duration_ms", 0)]
     # the loop thread was runnable but the machine gave it no CPU: a starved
     # host (noisy CI, the load generator on the same cores), not the line

@@ -145,6 +145,9 @@ METRICS: tuple[Metric, ...] = (
     _m("instrumentation_cpu_s", "s", "lower", "CPU time of the agent's own threads"),
     _m("loop_instrumentation_stall_count", "stalls", "lower", "loop stalls that were the agent's own work"),
     _m("loop_instrumentation_stall_total_ms", "ms", "lower", "total loop stall time that was the agent's own work"),
+    _m("loop_traced_stall_count", "stalls", "none",
+       "loop stalls under --trace-memory that tracemalloc's own slowdown could have made (not judged)"),
+    _m("loop_traced_stall_max_ms", "ms", "none", "the longest of those"),
     # ---- runtime coverage (--coverage; analysis.runtime_coverage)
     _m("coverage_lines_pct", "%", "higher", "share of the target's own imported lines the scenario ran"),
     _m("coverage_routes_reached", "routes", "higher", "HTTP routes whose body ran"),

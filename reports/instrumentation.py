@@ -8,7 +8,7 @@ from typing import Any
 def instrumentation_line(metrics: dict[str, Any]) -> str | None:
     pct = metrics.get("instrumentation_cpu_pct")
     n = int(metrics.get("loop_instrumentation_stall_count") or 0)
-    if pct is None and not n:
+    if pct is None and not n and not metrics.get("loop_traced_stall_count"):
         return None
     parts = []
     if pct is not None:
@@ -16,6 +16,11 @@ def instrumentation_line(metrics: dict[str, Any]) -> str | None:
     if n:
         parts.append(f"{n} loop delay(s) of {float(metrics.get('loop_instrumentation_stall_total_ms') or 0):.0f} ms "
                      "in all were the agent's own work and are not findings")
+    t = int(metrics.get("loop_traced_stall_count") or 0)
+    if t:
+        parts.append(f"{t} loop stall(s) of up to {float(metrics.get('loop_traced_stall_max_ms') or 0):.0f} ms were "
+                     "short enough that tracemalloc's slowdown alone could have made them: not judged on this run; "
+                     "run again without --trace-memory to judge them")
     return "; ".join(parts) + "."
 
 

@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                     "ws_deflate": a.ws_deflate, "coverage": a.coverage},
         "started_t": time.time(),
     }
+    if tracer is not None:  # tracemalloc's factor on this process's Python, measured at its start
+        info["tracemalloc_slowdown"] = tracer.slowdown
     (out / "agent.json").write_text(json.dumps(info, indent=1))
 
     # the console's imports (aiohttp, yarl, prompt_toolkit) and its UI thread's

@@ -74,3 +74,50 @@ def test_a_stall_inside_the_agents_gil_holding_work_is_instrumentation(tmp_path)
     findings, metrics = analyse_loop(tmp_path)
     assert not [f for f in findings if f.kind == "loop_stall"], [f.evidence for f in findings]
     assert metrics["loop_instrumentation_stall_count"] == len(ours)
+
+
+def _traced_run(tmp, stalls, slowdown):
+    (tmp / "agent").mkdir()
+    agent = {"stall_threshold_ms": 50}
+    if slowdown is not None:
+        agent["tracemalloc_slowdown"] = slowdown
+    (tmp / "agent" / "agent.json").write_text(json.dumps(agent))
+    (tmp / "agent" / "stalls.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stalls))
+    (tmp / "run.json").write_text(json.dumps({"options": {"trace_memory": slowdown is not None}}))
+    return analyse_loop(tmp)
+
+
+def _traced_stalls():
+    json_send = {"file": "/app/core/send.py", "line": 40, "function": "send_meta"}
+    dsp = {"file": "/app/core/dsp.py", "line": 12, "function": "master_on_loop"}
+    sleep = {"file": "/app/core/io.py", "line": 7, "function": "blocking_read"}
+    frames = lambda loc: [MAIN, SERVE, dict(loc, own=True)]  # noqa: E731
+    stretched = _stall(1.0, 55.0, frames(json_send), loc=json_send)  # CI's flake: 55 ms, 90% CPU
+    long_cpu = _stall(2.0, 2000.0, frames(dsp), loc=dsp)  # 1800 ms CPU: >= 90 ms even at 20x
+    waiting = dict(_stall(3.0, 120.0, frames(sleep), loc=sleep), cpu_ms=5.0, cpu_bound=False)  # a wait is not stretched
+    return [stretched, long_cpu, waiting]
+
+
+def test_a_stall_tracemallocs_slowdown_could_have_made_is_not_judged(tmp_path):
+    findings, metrics = _traced_run(tmp_path, _traced_stalls(), slowdown=20.0)
+    names = sorted(f.location.function for f in findings if f.kind == "loop_stall")
+    assert names == ["blocking_read", "master_on_loop"], names
+    assert metrics["loop_traced_stall_count"] == 1 and metrics["loop_traced_stall_max_ms"] == 55.0
+    assert metrics["loop_stall_count"] == 2
+    from reports.instrumentation import instrumentation_line
+    assert "not judged on this run" in instrumentation_line(metrics)
+
+
+def test_without_tracing_the_same_stalls_are_all_the_targets(tmp_path):
+    findings, metrics = _traced_run(tmp_path, _traced_stalls(), slowdown=None)
+    names = sorted(f.location.function for f in findings if f.kind == "loop_stall")
+    assert names == ["blocking_read", "master_on_loop", "send_meta"], names
+    assert metrics["loop_traced_stall_count"] == 0
+
+
+def test_the_slowdown_is_measured_and_grows_with_the_frames_recorded():
+    from instrument.agent.memtrace import measure_slowdown
+    import tracemalloc
+    one, ten = measure_slowdown(1), measure_slowdown(10)
+    assert 1.5 < one < ten, (one, ten)  # each recorded frame costs every allocation
+    assert not tracemalloc.is_tracing()

@@ -36,6 +36,16 @@ def test_a_clean_run_passes_in_each_optional_mode(mode_run):
     assert leftovers(out) == []
 
 
+def test_tracemallocs_own_slowdown_is_measured_in_the_target(mode_run):
+    import json
+    mode, out, _ = mode_run
+    slowdown = json.loads((out / "agent" / "agent.json").read_text()).get("tracemalloc_slowdown")
+    if mode == "trace-memory":
+        assert slowdown is not None and slowdown > 1.5, slowdown
+    else:
+        assert slowdown is None, (mode, slowdown)
+
+
 def test_the_agents_own_cpu_is_recorded_and_reported(mode_run):
     mode, out, _ = mode_run
     cost = run_json(out).get("instrumentation") or {}
