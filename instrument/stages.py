@@ -238,16 +238,12 @@ def _warm_imports() -> None:
             pass
 
 
-def launch(run: Run) -> None:
-    from scenarios import tracks as tracks_mod
+PORT_ATTEMPTS = 3
 
-    warm = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
-    warm.start()
 
+def _start_target(run: Run, port: int, monitor_port: int | None) -> tuple[list[str], dict[str, str]]:
     args = run.args
-    port = args.port or free_port()
     run.base_url = f"http://127.0.0.1:{port}"
-    monitor_port = free_port() if args.monitor else None
     extra_path = [run.standin] if run.standin else []
     extra_path += _target_tools(run.target.python, args)
     env = run.target.process_env(run.dir, extra_path)
@@ -260,12 +256,37 @@ def launch(run: Run) -> None:
     run.save()
     run.target_proc = OwnedProcess("target", argv, cwd=run.target.app_dir, env=env, log=run.dir / "target.log")
     run.doc["target"]["pid"] = run.target_proc.pid
-    try:
-        waited = wait_for_health(f"{run.base_url}/api/health", run.target_proc, args.startup_timeout)
-    except RuntimeError as e:
-        tail = run.target_proc.log_tail(12)
-        run.invalid(f"target failed to start: {e}")
-        raise RunError(f"target failed to start: {e}" + (f"\n--- target.log (tail) ---\n{tail}" if tail else "")) from None
+    return argv, env
+
+
+def launch(run: Run) -> None:
+    from scenarios import tracks as tracks_mod
+
+    warm = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
+    warm.start()
+
+    args = run.args
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        # free_port() closes the port it found before the target binds it, and
+        # another process (a parallel run, an outgoing connection) can take it
+        # in between: a port we chose that is taken is chosen again
+        port = args.port or free_port()
+        monitor_port = free_port() if args.monitor else None
+        argv, env = _start_target(run, port, monitor_port)
+        try:
+            waited = wait_for_health(f"{run.base_url}/api/health", run.target_proc, args.startup_timeout)
+            break
+        except RuntimeError as e:
+            tail = run.target_proc.log_tail(12)
+            ours = {monitor_port} | ({port} if not args.port else set())
+            taken = [p for p in ours if p and f"', {p}): address already in use" in tail]
+            if taken and attempt < PORT_ATTEMPTS:
+                run.target_proc.stop(2.0)
+                print(f"earshot: port {taken[0]} was taken before the target bound it; choosing another",
+                      file=sys.stderr)
+                continue
+            run.invalid(f"target failed to start: {e}")
+            raise RunError(f"target failed to start: {e}" + (f"\n--- target.log (tail) ---\n{tail}" if tail else "")) from None
     run.doc["timings"]["startup_s"] = round(waited, 3)
     # wall clock of the first health answer: loop stalls before it are startup, not serving
     run.doc["timings"]["health_answered_at"] = time.time()

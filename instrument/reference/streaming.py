@@ -42,6 +42,13 @@ class Sender:
             await self.ws.send_text(json.dumps(msg))
 
     async def pair(self, meta: dict, frame: bytes) -> None:
+        # shielded: a stream cancelled by a new play or seek while its meta is
+        # out would release the lock before the frame, and the new stream's
+        # audio_stream_start would land inside the pair; the cancel takes
+        # effect here at once, the pair finishes under the lock first
+        await asyncio.shield(self._pair(meta, frame))
+
+    async def _pair(self, meta: dict, frame: bytes) -> None:
         async with self.lock:
             await self.ws.send_text(json.dumps(meta))
             await self.ws.send_bytes(frame)
