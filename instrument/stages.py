@@ -278,10 +278,12 @@ def launch(run: Run) -> None:
             break
         except RuntimeError as e:
             tail = run.target_proc.log_tail(12)
+            run.target_proc.stop(2.0)
+            # with the target gone, a port we chose that is still bound is another process's,
+            # whatever words the server or the console used for the failed bind
             ours = {monitor_port} | ({port} if not args.port else set())
-            taken = [p for p in ours if p and f"', {p}): address already in use" in tail]
+            taken = [p for p in ours if p and port_in_use(p)]
             if taken and attempt < PORT_ATTEMPTS:
-                run.target_proc.stop(2.0)
                 print(f"earshot: port {taken[0]} was taken before the target bound it; choosing another",
                       file=sys.stderr)
                 continue

@@ -12,7 +12,7 @@ from .events import EventLog
 from .watchdog import AGENT_WORK
 
 
-def _python_work(n: int = 4000) -> int:
+def _python_work(n: int) -> int:
     """A fixed stand-in for a server's per-message Python: small dicts and
     lists made and dropped, a small JSON encode, string formatting, calls."""
     total = 0
