@@ -45,7 +45,7 @@ def echo_match_db(xm: np.ndarray, centers: np.ndarray, *, lag_min: int, lag_max:
     span = lag_max - lag_min + head  # the past the head may have come from
     past = windows_at(xm, c[ok] - lag_max, span).astype(np.float32, copy=False)
     h = windows_at(xm, c[ok], head).astype(np.float32, copy=False)
-    n = scipy.fft.next_fast_len(span, real=True)  # valid lags never wrap (see alignment._valid_correlation)
+    n = scipy.fft.next_fast_len(span, real=True)  # valid lags never wrap (see alignment.valid_correlation)
     # the search in float32 (half the FFT cost); the chosen lag's match is
     # then measured exactly in float64
     cor = scipy.fft.irfft(scipy.fft.rfft(past, n, axis=1) * np.conj(scipy.fft.rfft(h, n, axis=1)), n,

@@ -11,7 +11,7 @@ from scipy.linalg import solve_toeplitz
 from scipy.signal import correlate, sosfilt
 
 from analysis import signals
-from analysis.audio.alignment import _step_db, _valid_correlation, step_improvement
+from analysis.audio.alignment import _step_db, valid_correlation, step_improvement
 from analysis.audio.click import levinson, lpc_residual_metric, second_difference_metric
 from analysis.audio.confirm import windows_at
 from analysis.audio.crossfade import crossfade_dip_metric
@@ -95,7 +95,7 @@ def test_valid_correlation_equals_scipy_correlate():
     rng = np.random.default_rng(3)
     for n_ref, n_seg in ((4096, 2048), (88200, 44100), (5001, 17), (300, 300)):
         ref, seg = rng.standard_normal(n_ref), rng.standard_normal(n_seg)
-        np.testing.assert_allclose(_valid_correlation(ref, seg), correlate(ref, seg, "valid"), atol=1e-9)
+        np.testing.assert_allclose(valid_correlation(ref, seg), correlate(ref, seg, "valid"), atol=1e-9)
 
 
 def _step_reference(x, s, k, l1, l2, half, taps=9):
