@@ -83,20 +83,33 @@ def boundaries(stream: Stream) -> list[tuple[int, int]]:
     return out
 
 
-def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, Any]],
+                   sources: dict[Path, tuple[np.ndarray, int] | None] | None = None) -> list[dict[str, Any]]:
+    """The boundaries of one stream, located in its source. sources: each
+    track's first channel (float64) and rate, read once per run by the
+    caller (a storm plays the same track hundreds of times)."""
     info = stream.summary or {}
     track = tracks.get(info.get("track_id"))
     if not track:
         return []
+    sources = {} if sources is None else sources
+    path = run_dir / track["file"]
+    if path not in sources:
+        try:
+            src, ssr = read_float_wav(path)
+            sources[path] = (src[:, 0].astype(np.float64), ssr)
+        except (OSError, ValueError):
+            sources[path] = None
     try:
         cap, sr = read_float_wav(stream.dir / "audio.wav")
-        src, ssr = read_float_wav(run_dir / track["file"])
     except (OSError, ValueError):
         return []
+    if sources[path] is None:
+        return []
+    src_m, ssr = sources[path]
     if sr != ssr or cap.shape[0] < 2 * WINDOW:
         return []
     cap_m = cap[:, 0].astype(np.float64)
-    src_m = src[:, 0].astype(np.float64)
     start = int(round(float(info.get("start_position") or 0.0) * sr))
     search = int(SEARCH_S * sr)
     out = []
@@ -143,9 +156,10 @@ def analyse_continuity(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     tracks = {t.get("track_id"): t for t in (read_json(run_dir / "tracks.json", []) or [])}
     by_kind: dict[tuple[str, str], list[tuple[Stream, dict[str, Any]]]] = defaultdict(list)
     checked = 0
+    sources: dict[Path, tuple[np.ndarray, int] | None] = {}
     for s in list_streams(run_dir):
         stype = (s.summary or {}).get("stream_type") or "unknown"
-        for o in stream_offsets(s, run_dir, tracks):
+        for o in stream_offsets(s, run_dir, tracks, sources):
             checked += 1
             if abs(o["delta_frames"]) < MIN_SPAN.get(stype, 4):
                 continue

@@ -12,11 +12,12 @@ Lag up = source frames skipped = ``dropped_samples``; down = ``repeated_samples`
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import scipy.fft
-from scipy.signal import correlate
 
 from .defect import AudioDefect
 
@@ -38,11 +39,48 @@ class Alignment:
         return lags[np.clip(np.searchsorted(starts, frames, side="right") - 1, 0, len(lags) - 1)]
 
 
+# what is derived from a read-only source array (its mid signal, its
+# spectrum), kept by the array's identity: a run analyses hundreds of streams
+# of the same few tracks, and a 90 s track's mid signal and FFT cost as much
+# as a short stream's whole analysis. Only arrays that own their data and are
+# read-only qualify (the run's sources are frozen when read), so nothing can
+# change under a kept value; the entry holds the array, so its identity is
+# not reused while the entry lives.
+_DERIVED: "OrderedDict[tuple[str, int], tuple[np.ndarray, Any]]" = OrderedDict()
+_DERIVED_MAX = 16
+
+
+def derived(kind: str, arr: np.ndarray, make: Callable[[np.ndarray], Any]) -> Any:
+    """make(arr), kept for a frozen array (see _DERIVED), made afresh otherwise."""
+    if arr.flags.writeable or arr.base is not None:
+        return make(arr)
+    key = (kind, id(arr))
+    hit = _DERIVED.get(key)
+    if hit is not None and hit[0] is arr:
+        _DERIVED.move_to_end(key)
+        return hit[1]
+    value = make(arr)
+    _DERIVED[key] = (arr, value)
+    while len(_DERIVED) > _DERIVED_MAX:
+        _DERIVED.popitem(last=False)
+    return value
+
+
+def frozen(arr: np.ndarray) -> np.ndarray:
+    """arr read-only from here on, as an array that owns its data (a view is
+    copied once: its base could still be written through) (see _DERIVED)."""
+    if arr.base is not None:
+        arr = arr.copy()
+    arr.flags.writeable = False
+    return arr
+
+
 def _mono(x: np.ndarray) -> np.ndarray:
     """Mid signal (float32, one pass); 1-D input is taken as already mono."""
     if x.ndim == 1:
         return x
-    return x[:, 0] + x[:, 1] if x.shape[1] == 2 else x.mean(axis=1, dtype=np.float32)
+    return derived("mono", x, lambda a: frozen(a[:, 0] + a[:, 1] if a.shape[1] == 2
+                                              else a.mean(axis=1, dtype=np.float32)))
 
 
 def valid_correlation(ref: np.ndarray, seg: np.ndarray) -> np.ndarray:
@@ -122,10 +160,14 @@ def coarse_offset(x: np.ndarray, s: np.ndarray, sr: int, expected: int = 0, sear
     for shift in (int(search_s * sr), len(sm)):
         r = estimate_lag(xm, sm, at, expected, window=win, max_shift=shift) if shift < len(sm) else None
         if r is None and shift >= len(sm):
-            seg = xm[at: at + win].astype(np.float64)
-            if len(seg) < 64:
+            seg = xm[at: at + win].astype(np.float32)
+            if len(seg) < 64 or len(seg) > len(sm):
                 return None
-            c = correlate(sm.astype(np.float64), seg, mode="valid", method="fft")
+            # the whole source, in float32 (the peak's place is all that is
+            # read), with the source's spectrum made once per source
+            n = scipy.fft.next_fast_len(len(sm), real=True)
+            spec = derived(f"rfft32-{n}", sm, lambda a: scipy.fft.rfft(a.astype(np.float32), n))
+            c = scipy.fft.irfft(spec * np.conj(scipy.fft.rfft(seg, n)), n)[: len(sm) - len(seg) + 1]
             return int(np.argmax(c)) - at
         if r is not None and r[1] > 0.5:
             return int(round(r[0]))

@@ -12,6 +12,7 @@ import numpy as np
 from analysis.model import Finding, Location
 from analysis.rundir import TRACKS_JSON, list_streams, read_float_wav, read_json, relpath
 
+from .alignment import frozen
 from .capture import analyse_capture
 from .defect import AudioDefect
 from .format import detect_format_changes
@@ -131,7 +132,8 @@ def _source_for(track_id: Any, tracks: list[dict[str, Any]], run_dir: Path, cach
             path = run_dir / t["file"]
             if path not in cache:
                 try:
-                    cache[path] = read_float_wav(path)[0]
+                    # frozen: what each stream's analysis derives from it is kept (alignment.derived)
+                    cache[path] = frozen(read_float_wav(path)[0])
                 except Exception:
                     cache[path] = None
             return cache[path], t
@@ -265,7 +267,8 @@ class _PositionSources:
             return source
         hit = self._fitted.get((id(source), channels))
         if hit is None or hit[0] is not source:
-            fit = np.repeat(source[:, :1], channels, axis=1) if source.shape[1] == 1 else source[:, :channels]
+            fit = frozen(np.repeat(source[:, :1], channels, axis=1)) if source.shape[1] == 1 \
+                else source[:, :channels]
             hit = self._fitted[(id(source), channels)] = (source, fit)
         return hit[1]
 

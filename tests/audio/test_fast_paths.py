@@ -198,3 +198,21 @@ def test_echo_match_search_equals_a_loop_over_every_lag():
         assert li == 100 + j
         assert mi == pytest.approx(10 * np.log10(np.sum(h * h) / (err[j] + 1e-9 * np.sum(h * h))), abs=1e-6)
     assert lags[0] == 1234 and m[0] > 35
+
+
+def test_what_is_derived_from_a_source_is_kept_only_while_it_cannot_change():
+    """alignment.derived keeps a frozen source's mid signal and spectrum for
+    the run's next stream; a writable array (a test's or a user's capture,
+    which may be edited between calls) is derived afresh every time."""
+    from analysis.audio.alignment import _mono, frozen
+
+    x = np.ones((1000, 2), dtype=np.float32)
+    first = _mono(x)
+    x[10] = 5.0  # edited in place: the next mid signal must see it
+    assert _mono(x)[10] == 10.0 and first[10] == 2.0
+    src = frozen(x)
+    assert not src.flags.writeable and _mono(src) is _mono(src)
+    view = frozen(np.ones((1000, 2), dtype=np.float32)[100:])
+    assert view.base is None  # a view is copied: its base could still be written through
+    with pytest.raises(ValueError):
+        src[0] = 1.0
