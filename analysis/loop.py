@@ -189,10 +189,17 @@ def _in_agent(stall: dict[str, Any]) -> bool:
 def untraced_ms(stall: dict[str, Any], slowdown: float) -> float:
     """The least a stall could have lasted without tracemalloc: its loop-thread
     CPU divided by the most tracing stretches Python (`slowdown`, measured in
-    the target at its start); the time it waited is not stretched."""
+    the target at its start), plus the time it waited on something (a sleep,
+    a blocking read), which tracing does not stretch. Time the loop thread
+    spent runnable without a CPU (its run-queue wait) is neither: the machine
+    had no core for it (under tracing the target's other threads need more
+    CPU too). A CI run's clean stall of 148.5 ms was 103.2 ms CPU and 69.9 ms
+    run-queue wait, with no blocking wait: 5.6 ms untraced at 18.5x; counting
+    the run-queue wait as a blocking one made it 50.9 ms, over the threshold."""
     d = float(stall.get("duration_ms") or 0.0)
     cpu = min(d, max(0.0, float(stall.get("cpu_ms") or 0.0)))
-    return d - cpu + cpu / max(1.0, slowdown)
+    runq = max(0.0, float(stall.get("runq_wait_ms") or 0.0))
+    return max(0.0, d - cpu - runq) + cpu / max(1.0, slowdown)
 
 
 def _traced_stalls(stalls: list[dict[str, Any]], slowdown: float, threshold: float) -> list[dict[str, Any]]:

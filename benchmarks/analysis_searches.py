@@ -23,11 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import scipy.fft  # noqa: E402
-from scipy import signal as sps  # noqa: E402
 
 from analysis import signals  # noqa: E402
 from analysis.audio.position import _SourceIndex, trace_positions  # noqa: E402
 from analysis.continuity import locate  # noqa: E402
+# the search as it was (scipy's float64 correlate): the known-answer tests' reference
+from tests.audio.test_float32_searches import _locate_float64 as locate_float64  # noqa: E402
 
 SR = 44100
 
@@ -39,16 +40,6 @@ def best(fn, repeats: int) -> float:
         fn()
         out.append(time.perf_counter() - t)
     return min(out)
-
-
-def locate_float64(window, source, expected, search):
-    n = window.size
-    lo, hi = max(0, expected - search), min(source.size, expected + search + n)
-    seg = source[lo:hi]
-    num = sps.correlate(seg, window, mode="valid", method="fft")
-    cs = np.concatenate([[0.0], np.cumsum(seg * seg)])
-    corr = num / np.sqrt(np.maximum(cs[n:] - cs[:-n], 1e-20) * float(np.dot(window, window)))
-    return int(np.argmax(corr))
 
 
 def index_float64(sm, seg, n, spec, cs):

@@ -12,14 +12,13 @@ Lag up = source frames skipped = ``dropped_samples``; down = ``repeated_samples`
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import numpy as np
 import scipy.fft
 
 from .defect import AudioDefect
+from .kept import derived, frozen
 
 _TINY = 1e-20
 
@@ -37,42 +36,6 @@ class Alignment:
         starts = np.array([s for s, _ in self.segments])
         lags = np.array([lag for _, lag in self.segments])
         return lags[np.clip(np.searchsorted(starts, frames, side="right") - 1, 0, len(lags) - 1)]
-
-
-# what is derived from a read-only source array (its mid signal, its
-# spectrum), kept by the array's identity: a run analyses hundreds of streams
-# of the same few tracks, and a 90 s track's mid signal and FFT cost as much
-# as a short stream's whole analysis. Only arrays that own their data and are
-# read-only qualify (the run's sources are frozen when read), so nothing can
-# change under a kept value; the entry holds the array, so its identity is
-# not reused while the entry lives.
-_DERIVED: "OrderedDict[tuple[str, int], tuple[np.ndarray, Any]]" = OrderedDict()
-_DERIVED_MAX = 16
-
-
-def derived(kind: str, arr: np.ndarray, make: Callable[[np.ndarray], Any]) -> Any:
-    """make(arr), kept for a frozen array (see _DERIVED), made afresh otherwise."""
-    if arr.flags.writeable or arr.base is not None:
-        return make(arr)
-    key = (kind, id(arr))
-    hit = _DERIVED.get(key)
-    if hit is not None and hit[0] is arr:
-        _DERIVED.move_to_end(key)
-        return hit[1]
-    value = make(arr)
-    _DERIVED[key] = (arr, value)
-    while len(_DERIVED) > _DERIVED_MAX:
-        _DERIVED.popitem(last=False)
-    return value
-
-
-def frozen(arr: np.ndarray) -> np.ndarray:
-    """arr read-only from here on, as an array that owns its data (a view is
-    copied once: its base could still be written through) (see _DERIVED)."""
-    if arr.base is not None:
-        arr = arr.copy()
-    arr.flags.writeable = False
-    return arr
 
 
 def _mono(x: np.ndarray) -> np.ndarray:

@@ -12,11 +12,11 @@ import numpy as np
 from analysis.model import Finding, Location
 from analysis.rundir import TRACKS_JSON, list_streams, read_float_wav, read_json, relpath
 
-from .alignment import frozen
 from .capture import analyse_capture
 from .defect import AudioDefect
 from .format import detect_format_changes
 from .geometry import geometry_from_events
+from .kept import frozen
 from .position import (PositionResult, Request, SourceIndexCache, aligned_by_trace, announcement_names,
                        detect_attenuation, detect_position_defects)
 from .requests import RequestMatcher, requested_position

@@ -201,10 +201,11 @@ def test_echo_match_search_equals_a_loop_over_every_lag():
 
 
 def test_what_is_derived_from_a_source_is_kept_only_while_it_cannot_change():
-    """alignment.derived keeps a frozen source's mid signal and spectrum for
+    """kept.derived keeps a frozen source's mid signal and spectrum for
     the run's next stream; a writable array (a test's or a user's capture,
     which may be edited between calls) is derived afresh every time."""
-    from analysis.audio.alignment import _mono, frozen
+    from analysis.audio.alignment import _mono
+    from analysis.audio.kept import frozen
 
     x = np.ones((1000, 2), dtype=np.float32)
     first = _mono(x)
