@@ -34,6 +34,7 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/audio_detection.py
+	$(PY) benchmarks/analysis_searches.py
 	$(PY) benchmarks/load_capacity.py
 
 clean:
