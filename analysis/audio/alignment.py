@@ -46,12 +46,19 @@ def _mono(x: np.ndarray) -> np.ndarray:
                                               else a.mean(axis=1, dtype=np.float32)))
 
 
+# A float32 search's floor: source spans this far (in energy) below the
+# searched window are no candidates, since there the float32 correlation's
+# rounding, divided by a near-zero energy, reads as a match (a track's silent
+# lead). No real match is 60 dB louder in the capture than in its source.
+QUIET_SOURCE = 1e-6
+
+
 def valid_correlation(ref: np.ndarray, seg: np.ndarray) -> np.ndarray:
     """correlate(ref, seg, "valid") by one FFT of ref's own length: the valid
     lags never wrap, so no padding to the full convolution size is needed
     (scipy's correlate pads to len(ref) + len(seg) - 1). Computed in the
-    inputs' precision: float32 inputs give a float32 FFT, about 1.6x faster,
-    for searches that only need the peak's place, not a sub-sample lag."""
+    inputs' precision: float32 inputs give a float32 FFT, for searches that
+    only need the peak's place, not a sub-sample lag (see QUIET_SOURCE)."""
     n = scipy.fft.next_fast_len(len(ref), real=True)
     spec = scipy.fft.rfft(ref, n) * np.conj(scipy.fft.rfft(seg, n))
     return scipy.fft.irfft(spec, n)[: len(ref) - len(seg) + 1]
