@@ -1,14 +1,16 @@
 """Memory and task findings: peaks from the out-of-process samples, and leaks
 judged as growth per repeated action (RSS and live tasks regressed on the
 count of connect/stream/disconnect cycles, with a confidence interval), not
-as 'it went up'."""
+as 'it went up'.
+
+scipy.stats is imported where a slope is fitted: its import costs ~1.5 s of
+CPU, and a run without cycles or streams to regress never needs it."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from .model import Finding, Location
 from .rundir import AGENT, LOAD, iter_jsonl, list_streams, read_json
@@ -45,6 +47,8 @@ def _regress(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray,
     y = vals[inside]
     if np.ptp(x) == 0:
         return None
+    from scipy import stats  # imported where used: see the module docstring
+
     r = stats.linregress(x, y)
     dof = max(1, x.size - 2)
     half = stats.t.ppf(0.975, dof) * r.stderr
@@ -155,6 +159,8 @@ def _per_stream(run_dir: Path, samples: list[dict[str, Any]]) -> dict[str, float
     y = np.array([s.get("rss", 0) for s in samples], dtype=float) / MIB
     if np.ptp(active) < 2 or t.size < 8:
         return None
+    from scipy import stats  # imported where used: see the module docstring
+
     r = stats.linregress(active, y)
     half = stats.t.ppf(0.975, max(1, t.size - 2)) * r.stderr
     return {"slope": r.slope, "ci_low": r.slope - half, "ci_high": r.slope + half, "r2": r.rvalue ** 2,

@@ -11,8 +11,6 @@ inflate the false-alarm rate.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import welch
-from scipy.stats import gmean
 
 from .confirm import confirm, reference_positions
 from .defect import AudioDefect
@@ -76,6 +74,11 @@ def spectral_flatness(x: np.ndarray, sr: int, center: int, half: int) -> float:
     seg = mono[max(0, center - half): center + half]
     if len(seg) < 1024:
         return 0.0
+    # imported here, not at the top: scipy.signal and scipy.stats cost a run's
+    # wrapper ~1.5 s of CPU to import, and most runs never ask this question
+    from scipy.signal import welch
+    from scipy.stats import gmean
+
     f, p = welch(seg, sr, nperseg=1024)
     p = p[(f > 50) & (f < 16000)] + 1e-30
     return float(gmean(p) / p.mean())
