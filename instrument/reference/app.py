@@ -16,6 +16,7 @@ import dataclasses
 import os
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, HTTPException, Query, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
@@ -72,6 +73,16 @@ async def _warm_executor(app: FastAPI):
     # loop stall on a loaded CI host when the openapi and path checks asked
     # for it); a clean backend builds it before it answers anyone
     app.openapi()
+    # and, at the first request to each endpoint, FastAPI reads and tokenizes
+    # the endpoint's source (fastapi.routing._extract_endpoint_context, cached
+    # per endpoint): 5 ms here, a 344 ms loop stall in a clean --trace-memory
+    # CI run. Done here where this FastAPI has it; a private helper, so only
+    # if present
+    extract = getattr(fastapi.routing, "_extract_endpoint_context", None)
+    if callable(extract):
+        for route in app.routes:
+            if callable(getattr(route, "endpoint", None)):
+                extract(route.endpoint)
     yield
     # renders still running for streams that uvicorn closed finish before we exit
     await loop.shutdown_default_executor()
