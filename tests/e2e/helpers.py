@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -17,6 +19,78 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None)
     return subprocess.run([sys.executable, "-m", "instrument.run", "--quiet", "--track-seconds", "40", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **env} if env else None)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path):
+    """An exclusive lock on a file, held by one process at a time (flock:
+    released by the kernel if the holder dies, so a killed worker leaves no
+    stale lock)."""
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def shared_dir(tmp_path_factory, worker_id: str) -> Path:
+    """This session's directory for what both xdist workers share (each
+    worker's basetemp is popen-gwN under the session's; without xdist,
+    worker_id is "master" and the basetemp is the session's)."""
+    root = tmp_path_factory.getbasetemp()
+    shared = (root if worker_id == "master" else root.parent) / "shared-runs"
+    shared.mkdir(exist_ok=True)
+    return shared
+
+
+def shared_run(tmp_path_factory, worker_id: str, name: str, *args: str,
+               timeout: float = 300) -> tuple[Path, subprocess.CompletedProcess]:
+    """One run of `args` for every test file that asks for `name`, on either
+    xdist worker: the first to ask makes it, the others wait for it and read
+    it (pytest-xdist's recipe for a session fixture that runs once). Test
+    files whose assertions hold of the same run share it instead of each
+    paying for its own. Its directory is read, never written, by the tests."""
+    shared = shared_dir(tmp_path_factory, worker_id)
+    out, done = shared / name, shared / f"{name}.json"
+    with _exclusive(shared / f"{name}.lock"):
+        if not done.exists():
+            r = run_cli(*args, "--out", str(out), timeout=timeout)
+            done.write_text(json.dumps({"args": r.args, "returncode": r.returncode,
+                                        "stdout": r.stdout, "stderr": r.stderr}))
+    d = json.loads(done.read_text())
+    return out, subprocess.CompletedProcess(d["args"], d["returncode"], d["stdout"], d["stderr"])
+
+
+CONCURRENT_TRACKS_CLEAN = ("--scenario", "concurrent-tracks", "--duration", "12")
+
+
+def own_take(path: Path) -> Path:
+    """A user's own file for a run's --track-file: 24 s of a modulated 330 Hz
+    tone and noise, 48 kHz FLAC, deterministic (so whichever worker writes it
+    writes the same bytes)."""
+    import numpy as np
+    import soundfile as sf
+
+    if not path.exists():
+        sr = 48000
+        t = np.arange(24 * sr) / sr
+        x = np.stack([0.3 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t)),
+                      0.2 * np.random.default_rng(1).standard_normal(len(t))], axis=1).astype(np.float32)
+        sf.write(path, x, sr, subtype="PCM_24")
+    return path
+
+
+def seek_storm_clean(tmp_path_factory, worker_id: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """seek-storm on the clean reference with chosen tracks and an own file
+    (test_positioning_run.py's known answers; test_scenarios.py's seek-storm
+    checks): three users, one of each class: the known answers need one of
+    each, not a loaded host."""
+    shared = shared_dir(tmp_path_factory, worker_id)
+    with _exclusive(shared / "own-take.lock"):
+        take = own_take(shared / "own take.flac")
+    return shared_run(tmp_path_factory, worker_id, "seek-storm-clean", "--scenario", "seek-storm", "--duration", "12",
+                      "--users", "3", "--tracks", "short,sine", "--track-file", str(take))
 
 
 def verdict_line(r: subprocess.CompletedProcess) -> str:

@@ -11,7 +11,7 @@ import pytest
 from analysis.model import load_findings
 from instrument.reference import streaming
 
-from .helpers import leftovers, run_cli
+from .helpers import CONCURRENT_TRACKS_CLEAN, leftovers, run_cli, shared_run
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +26,9 @@ def sleep_line() -> int:
 
 
 @pytest.fixture(scope="module")
-def clean_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("clean") / "run"
-    r = run_cli("--scenario", "concurrent-tracks", "--duration", "12", "--out", str(out))
+def clean_run(tmp_path_factory, worker_id):
+    # test_scenarios.py asserts its scenario checks on this same run
+    out, r = shared_run(tmp_path_factory, worker_id, "concurrent-tracks-clean", *CONCURRENT_TRACKS_CLEAN)
     assert "VERDICT" in r.stdout, r.stdout + r.stderr
     return out
 

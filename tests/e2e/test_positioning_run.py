@@ -2,35 +2,25 @@
 tracks and an own file: the Reconnector resumes where it was, seeks carry
 preset/intensity, the normal path is positioned with play_normal, the
 user's file is played and analysed against its own decode, and nothing is
-found. One short run shared by the assertions."""
+found. One short run shared by the assertions (and by test_scenarios.py's
+seek-storm checks: tests/e2e/helpers.py seek_storm_clean), with the gate on."""
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from analysis.rundir import list_streams
 
-from .helpers import leftovers, run_cli, run_json
+from .helpers import leftovers, run_cli, run_json, seek_storm_clean
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def seek_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("positioning")
-    sr = 48000
-    t = np.arange(24 * sr) / sr
-    x = np.stack([0.3 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t)),
-                  0.2 * np.random.default_rng(1).standard_normal(len(t))], axis=1).astype(np.float32)
-    sf.write(tmp / "own take.flac", x, sr, subtype="PCM_24")
-    out = tmp / "run"
-    # three users (one of each class): the known answers need one of each, not a loaded host
-    r = run_cli("--scenario", "seek-storm", "--duration", "12", "--users", "3", "--tracks", "short,sine",
-                "--track-file", str(tmp / "own take.flac"), "--out", str(out), "--no-gate")
-    return out, r
+def seek_run(tmp_path_factory, worker_id):
+    # test_scenarios.py asserts its seek-storm checks on this same run
+    return seek_storm_clean(tmp_path_factory, worker_id)
 
 
 def test_clean_run_exits_0_with_no_findings_but_slowness(seek_run):

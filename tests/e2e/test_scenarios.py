@@ -3,7 +3,10 @@ backend, clean: it passes the default gate (exit 0: a false alarm here is a
 defect of the tool), captures streams, keeps Locust's own reports, emits only
 figures the metric catalogue declares, and leaves nothing running.
 `release`, the longest, is in test_scenario_release.py: with the suite's
---dist loadfile a file is one worker's, and it alone is a third of this one."""
+--dist loadfile a file is one worker's, and it alone is a third of this one.
+concurrent-tracks and seek-storm are checked on the clean runs that
+test_instrumentation.py and test_positioning_run.py make (helpers.shared_run:
+one run per session, whichever worker asks first)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +17,7 @@ from analysis.metrics_catalogue import undeclared
 from analysis.rundir import list_streams
 from scenarios.catalogue import SCENARIOS
 
-from .helpers import leftovers, run_cli, run_json
+from .helpers import CONCURRENT_TRACKS_CLEAN, leftovers, run_cli, run_json, seek_storm_clean, shared_run
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +25,10 @@ pytestmark = pytest.mark.slow
 def check_scenario_runs_briefly(tmp_path, name: str, *extra: str) -> None:
     out = tmp_path / name
     r = run_cli("--scenario", name, "--duration", "6", "--track-seconds", "20", "--out", str(out), *extra)
+    check_scenario_run(out, r, name)
+
+
+def check_scenario_run(out, r, name: str) -> None:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     run = run_json(out)
     assert run["status"] == "ok", run.get("invalid_reason")
@@ -42,6 +49,18 @@ def check_scenario_runs_briefly(tmp_path, name: str, *extra: str) -> None:
     assert leftovers(out) == []
 
 
+# runs that other files' known answers make anyway, on the clean reference:
+# their assertions and these hold of the same run, so one run serves both
+SHARED = {
+    "concurrent-tracks": lambda factory, worker: shared_run(factory, worker, "concurrent-tracks-clean",
+                                                           *CONCURRENT_TRACKS_CLEAN),
+    "seek-storm": seek_storm_clean,
+}
+
+
 @pytest.mark.parametrize("name", [n for n in SCENARIOS if n not in ("smoke", "release")])  # smoke has its own tests
-def test_scenario_runs_briefly(tmp_path, name):
-    check_scenario_runs_briefly(tmp_path, name)
+def test_scenario_runs_briefly(tmp_path, tmp_path_factory, worker_id, name):
+    if name in SHARED:
+        check_scenario_run(*SHARED[name](tmp_path_factory, worker_id), name)
+    else:
+        check_scenario_runs_briefly(tmp_path, name)
