@@ -64,6 +64,24 @@ def shared_run(tmp_path_factory, worker_id: str, name: str, *args: str,
 
 CONCURRENT_TRACKS_CLEAN = ("--scenario", "concurrent-tracks", "--duration", "12")
 
+# smoke runs of the reference with injections, by name -> the injections that
+# share the run (test_one_finding_per_injection.py says why these pair up);
+# other files' known answers for one of them read the same run
+INJECTION_RUNS: dict[str, tuple[str, ...]] = {
+    "repeat+blocking": ("repeat-overlap", "blocking-send"),
+    "drop+slow-start": ("drop-samples", "slow-start"),
+    "gap+timeout": ("gap", "chunk-timeout"),
+    "level": ("level-step",),
+    "click": ("boundary-click",),
+    "crossfade": ("linear-crossfade-dip",),
+}
+
+
+def injection_run(tmp_path_factory, worker_id: str, name: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """The 15 s smoke run of INJECTION_RUNS[name], once per session."""
+    return shared_run(tmp_path_factory, worker_id, "smoke-" + name.replace("+", "-"), "--scenario", "smoke",
+                      "--duration", "15", "--inject", ",".join(INJECTION_RUNS[name]))
+
 
 def own_take(path: Path) -> Path:
     """A user's own file for a run's --track-file: 24 s of a modulated 330 Hz

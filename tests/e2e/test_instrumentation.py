@@ -11,7 +11,7 @@ import pytest
 from analysis.model import load_findings
 from instrument.reference import streaming
 
-from .helpers import CONCURRENT_TRACKS_CLEAN, leftovers, run_cli, shared_run
+from .helpers import CONCURRENT_TRACKS_CLEAN, injection_run, leftovers, run_cli, shared_run
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +39,10 @@ def test_clean_backend_has_no_stall_leak_or_saturation(clean_run):
     assert leftovers(clean_run) == []
 
 
-def test_blocking_send_is_attributed_to_its_file_and_line(tmp_path):
-    out = tmp_path / "run"
-    r = run_cli("--scenario", "smoke", "--duration", "15", "--inject", "blocking-send", "--out", str(out))
+def test_blocking_send_is_attributed_to_its_file_and_line(tmp_path_factory, worker_id):
+    # the run test_one_finding_per_injection.py checks too: blocking-send with
+    # a boundary injection, which acts on the audio and not on the loop
+    out, r = injection_run(tmp_path_factory, worker_id, "repeat+blocking")
     assert "VERDICT: FAIL" in r.stdout, r.stdout + r.stderr
     stalls = [f for f in findings_of(out) if f.kind == "loop_stall"]
     assert stalls, "no stall finding"

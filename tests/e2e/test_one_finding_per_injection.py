@@ -16,33 +16,26 @@ import pytest
 from analysis.model import Finding
 from instrument.reference.injections import INJECTIONS, PROMISES, Promise
 
-from .helpers import run_cli
+from .helpers import INJECTION_RUNS, injection_run
 from .test_run_reference import findings_of
 
 pytestmark = pytest.mark.slow
 
-# run name -> injections that share it
-RUNS: dict[str, tuple[str, ...]] = {
-    "repeat+blocking": ("repeat-overlap", "blocking-send"),
-    "drop+slow-start": ("drop-samples", "slow-start"),
-    "gap+timeout": ("gap", "chunk-timeout"),
-    "level": ("level-step",),
-    "click": ("boundary-click",),
-    "crossfade": ("linear-crossfade-dip",),
-}
+# run name -> injections that share it (one run per session: helpers.injection_run)
+RUNS = INJECTION_RUNS
 RUN_OF = {inj: name for name, injs in RUNS.items() for inj in injs}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Each run made once, on first use, shared by every assertion on it."""
+def runs(tmp_path_factory, worker_id):
+    """Each run made once, on first use, shared by every assertion on it
+    (and by test_instrumentation.py's blocking-send and test_run_reference.py's
+    chunk-timeout known answers)."""
     done: dict[str, list[Finding]] = {}
 
     def get(name: str) -> list[Finding]:
         if name not in done:
-            out = tmp_path_factory.mktemp(name.replace("+", "-")) / "run"
-            r = run_cli("--scenario", "smoke", "--duration", "15", "--inject", ",".join(RUNS[name]),
-                        "--out", str(out))
+            out, r = injection_run(tmp_path_factory, worker_id, name)
             assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
             done[name] = findings_of(out)
         return done[name]

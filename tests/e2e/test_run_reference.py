@@ -10,7 +10,7 @@ import pytest
 from analysis.model import load_findings
 from analysis.rundir import list_streams
 
-from .helpers import fake_auralis, leftovers, run_cli, run_json, verdict_line
+from .helpers import fake_auralis, injection_run, leftovers, run_cli, run_json, verdict_line
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +39,10 @@ def test_smoke_clean_passes_with_streams_and_no_audio_findings(tmp_path):
 # repeat-overlap: one grouped CRITICAL finding, see test_one_finding_per_injection.py
 
 
-def test_streams_stopped_by_an_error_fail_the_gate_with_their_cause(tmp_path):
-    out = tmp_path / "timeout"
-    r = run_cli("--scenario", "smoke", "--duration", "10", "--inject", "chunk-timeout", "--out", str(out))
+def test_streams_stopped_by_an_error_fail_the_gate_with_their_cause(tmp_path_factory, worker_id):
+    # the run test_one_finding_per_injection.py checks too: chunk-timeout with
+    # a gap, which changes what the streams carry and not how they end
+    out, r = injection_run(tmp_path_factory, worker_id, "gap+timeout")
     assert r.returncode == 1, r.stdout + r.stderr
     streams = list_streams(out)
     enhanced = [s for s in streams if s.summary["stream_type"] == "enhanced"]
