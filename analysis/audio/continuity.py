@@ -1,0 +1,123 @@
+"""Waveform continuity across a position: has the signal after it been
+scaled against the signal before it? The level step statistic of dense,
+music-like content without a source.
+
+A level statistic (50 ms levels, band lines over a second) compares the
+content's level on both sides, and music's own level moves by dB from one
+50 ms to the next: on the held-out music-like corpus its clean positions
+scatter by 1.5 dB (MAD), and even 6 dB steps did not stand out. The waveform
+says more. A linear predictor fitted around the position predicts each
+sample after it from the P samples before; for the first P samples after the
+position, part of that prediction, q, comes from samples before it. If the
+after side is the before side's continuation times g, the residual there is
+g e + (g - 1) q: the residual is correlated with q by exactly the step. The
+regression of the residual on q gives g - 1 and its t-value; backward (time
+reversed) the same holds with 1/g - 1. Music's own events are not of that
+form: a note onset adds energy that q does not predict (uncorrelated with q),
+a decay is a slow envelope, not a jump. What does mimic it, a drum hit's
+attack or its fast decay in the window, also changes the residual's power
+against the other side's, and ``veto`` leaves such positions out (scored NaN
+at the boundary and at the references alike).
+
+One predictor per position and channel, fitted on a Hann window straddling
+the position: a gain step changes the window's level on one side, not the
+spectrum's shape, so the same predictor serves both directions. The
+statistic is judged like the others: against the same statistic at
+non-boundary positions of the same stream (confirm.confirm).
+
+Held-out music-like corpus (seed 4242, 30 s cases, smooth-joined mastering
+chain with a +-1 dB drift), order 512: references' |z| at most 1.8-3.7 MADs
+once vetoed, 1 dB steps 8.4-8.5 in the cases not vetoed, 3 dB 13.8-23.3.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from .click import levinson
+from .confirm import windows_at
+
+ORDER = 512  # 10.7 ms at 48 kHz: the step's evidence is in the first ORDER samples after it
+HALF_WINDOW = 4096  # the predictor's fit: 2 x 85 ms straddling the position
+VETO_RATIO = 2.0  # residual power after vs before (gain removed) beyond 2x either way: an event, not a gain
+
+
+def _conv_tail(seg: np.ndarray, taps: np.ndarray, start: int, length: int) -> np.ndarray:
+    """Rows of the prediction sum_k taps[k-1] seg[t-k] for t in [start, start+length)."""
+    n = seg.shape[1] + taps.shape[1] + 1
+    nf = scipy.fft.next_fast_len(n, real=True)
+    a = np.concatenate([np.zeros((len(taps), 1)), taps], axis=1)  # a[0] = 0: a sample does not predict itself
+    full = scipy.fft.irfft(scipy.fft.rfft(seg, nf, axis=1) * scipy.fft.rfft(a, nf, axis=1), nf, axis=1)
+    return full[:, start:start + length]
+
+
+def _direction(seg: np.ndarray, other: np.ndarray, a: np.ndarray, order: int, length: int):
+    """One direction. seg: (M, order + length), the ``order`` samples before
+    the position then ``length`` after (time reversed for the backward
+    direction); other: (M, order + length) ending at the position, the near
+    side's own continuation for the veto. Returns (beta, t-value, residual
+    power ratio with the gain taken out: backward the near side is the
+    after side, g = 1 / (1 + beta) times the before side, so the same
+    (1 + beta)^2 takes the gain out both ways)."""
+    before = seg.copy()
+    before[:, order:] = 0.0
+    q = _conv_tail(before, a, order, length)  # the prediction's part made from the before side
+    res = seg[:, order:] - _conv_tail(seg, a, order, length)
+    qq = np.einsum("ml,ml->m", q, q)
+    with np.errstate(all="ignore"):
+        beta = np.einsum("ml,ml->m", res, q) / qq
+        rem = res - beta[:, None] * q
+        s2 = np.einsum("ml,ml->m", rem, rem) / (length - 1)
+        t = beta * np.sqrt(qq / s2)
+        near = other[:, order:] - _conv_tail(other, a, order, length)
+        s2_near = np.einsum("ml,ml->m", near, near) / length
+        ratio = s2 / ((1.0 + beta) ** 2 * s2_near)
+    return beta, t, ratio
+
+
+def continuity_step(x: np.ndarray, centers: np.ndarray, *, order: int = ORDER, length: int | None = None,
+                    half_window: int = HALF_WINDOW, veto: float = VETO_RATIO,
+                    silence: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
+    """Per centre: (step in dB, t-value), NaN where vetoed, silent or too
+    near an end. x: (frames,) or (frames, channels). The t-value is the sum
+    over channels of (forward t - backward t) / sqrt(2): positive for a
+    gain up. The step: the forward and backward estimates' mean, in dB."""
+    sig = np.asarray(x, dtype=np.float64)
+    sig = sig[:, None] if sig.ndim == 1 else sig
+    length = order if length is None else length
+    c = np.asarray(centers, dtype=np.int64)
+    reach = max(half_window, order + length)
+    ok = (c - reach >= 0) & (c + reach <= len(sig))
+    step, tval = np.full(len(c), np.nan), np.full(len(c), np.nan)
+    cc = c[ok]
+    if not len(cc):
+        return step, tval
+    t_sum = np.zeros(len(cc))
+    db_sum = np.zeros(len(cc))
+    bad = np.zeros(len(cc), dtype=bool)
+    hann = np.hanning(2 * half_window)
+    nf = scipy.fft.next_fast_len(4 * half_window, real=True)
+    for ch in range(sig.shape[1]):
+        col = np.ascontiguousarray(sig[:, ch])
+        w = windows_at(col, cc - half_window, 2 * half_window) * hann
+        spec = scipy.fft.rfft(w, nf, axis=1)
+        r = scipy.fft.irfft(spec.real ** 2 + spec.imag ** 2, nf, axis=1)[:, : order + 1]
+        silent = r[:, 0] <= silence * 2 * half_window
+        r[:, 0] *= 1.0 + 1e-9  # a whisker of white noise: a pure tone's Toeplitz system stays solvable
+        a = levinson(r, order)
+        fwd = windows_at(col, cc - order, order + length)
+        fwd_near = windows_at(col, cc - order - length, order + length)
+        bwd = windows_at(col, cc - length, order + length)[:, ::-1]
+        bwd_near = windows_at(col, cc, order + length)[:, ::-1]
+        bf, tf, rf = _direction(fwd, fwd_near, a, order, length)
+        bb, tb, rb = _direction(np.ascontiguousarray(bwd), np.ascontiguousarray(bwd_near), a, order, length)
+        with np.errstate(all="ignore"):
+            t_sum += (tf - tb) / np.sqrt(2.0)
+            db_sum += 0.5 * (20 * np.log10(np.abs(1.0 + bf)) - 20 * np.log10(np.abs(1.0 + bb)))
+            bad |= silent | ~np.isfinite(tf + tb)
+            if veto:
+                bad |= (rf > veto) | (rf < 1 / veto) | (rb > veto) | (rb < 1 / veto)
+    n_ch = sig.shape[1]
+    step[ok] = np.where(bad, np.nan, db_sum / n_ch)
+    tval[ok] = np.where(bad, np.nan, t_sum)
+    return step, tval
