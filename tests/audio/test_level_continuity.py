@@ -110,3 +110,11 @@ def test_a_perfectly_predictable_tone_through_the_chain_gives_no_step():
     step, t = continuity_step(x, b)
     assert np.nanmax(np.abs(step)) < 0.05, step
     assert [d for d in analyse_capture(x, SR, b).defects if d.kind == "level_step"] == []
+
+
+def test_digital_silence_and_a_stream_edge_read_nan_not_an_error():
+    x = np.zeros((4 * SR, 2))
+    x[2 * SR:] = _resonant(2 * SR, seed=5)
+    step, t = continuity_step(x, np.array([SR, 2 * SR, 10]))
+    assert np.isnan(step[0]) and np.isnan(t[0])  # silence on both sides
+    assert np.isnan(step[2]) and np.isnan(t[2])  # too near the start
