@@ -60,16 +60,21 @@ def _predictors(r: np.ndarray, order: int) -> np.ndarray:
     return out
 
 
-def _conv_tail(seg: np.ndarray, taps: np.ndarray, start: int, length: int) -> np.ndarray:
-    """Rows of the prediction sum_k taps[k-1] seg[t-k] for t in [start, start+length)."""
-    n = seg.shape[1] + taps.shape[1] + 1
-    nf = scipy.fft.next_fast_len(n, real=True)
-    a = np.concatenate([np.zeros((len(taps), 1)), taps], axis=1)  # a[0] = 0: a sample does not predict itself
-    full = scipy.fft.irfft(scipy.fft.rfft(seg, nf, axis=1) * scipy.fft.rfft(a, nf, axis=1), nf, axis=1)
-    return full[:, start:start + length]
+def _taps_spectrum(a: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """The predictor's spectrum for convolving rows of ``n`` samples with it
+    (a[0] = 0: a sample does not predict itself), and the FFT length: once
+    per channel, for all six predictions of both directions."""
+    nf = scipy.fft.next_fast_len(n + a.shape[1] + 1, real=True)
+    return scipy.fft.rfft(np.concatenate([np.zeros((len(a), 1)), a], axis=1), nf, axis=1), nf
 
 
-def _direction(seg: np.ndarray, other: np.ndarray, a: np.ndarray, order: int, length: int):
+def _predicted(seg: np.ndarray, taps: tuple[np.ndarray, int], start: int, length: int) -> np.ndarray:
+    """Rows of the prediction sum_k a[k-1] seg[t-k] for t in [start, start+length)."""
+    spec, nf = taps
+    return scipy.fft.irfft(scipy.fft.rfft(seg, nf, axis=1) * spec, nf, axis=1)[:, start:start + length]
+
+
+def _direction(seg: np.ndarray, other: np.ndarray, taps: tuple, order: int, length: int):
     """One direction. seg: (M, order + length), the ``order`` samples before
     the position then ``length`` after (time reversed for the backward
     direction); other: (M, order + length) ending at the position, the near
@@ -79,15 +84,15 @@ def _direction(seg: np.ndarray, other: np.ndarray, a: np.ndarray, order: int, le
     (1 + beta)^2 takes the gain out both ways)."""
     before = seg.copy()
     before[:, order:] = 0.0
-    q = _conv_tail(before, a, order, length)  # the prediction's part made from the before side
-    res = seg[:, order:] - _conv_tail(seg, a, order, length)
+    q = _predicted(before, taps, order, length)  # the prediction's part made from the before side
+    res = seg[:, order:] - _predicted(seg, taps, order, length)
     qq = np.einsum("ml,ml->m", q, q)
     with np.errstate(all="ignore"):
         beta = np.einsum("ml,ml->m", res, q) / qq
         rem = res - beta[:, None] * q
         s2 = np.einsum("ml,ml->m", rem, rem) / (length - 1)
         t = beta * np.sqrt(qq / s2)
-        near = other[:, order:] - _conv_tail(other, a, order, length)
+        near = other[:, order:] - _predicted(other, taps, order, length)
         s2_near = np.einsum("ml,ml->m", near, near) / length
         ratio = s2 / ((1.0 + beta) ** 2 * s2_near)
     return beta, t, ratio
@@ -100,8 +105,8 @@ def continuity_step(x: np.ndarray, centers: np.ndarray, *, order: int = ORDER, l
     near an end. x: (frames,) or (frames, channels). The t-value is the sum
     over channels of (forward t - backward t) / sqrt(2): positive for a
     gain up. The step: the forward and backward estimates' mean, in dB."""
-    sig = np.asarray(x, dtype=np.float64)
-    sig = sig[:, None] if sig.ndim == 1 else sig
+    sig = np.asarray(x)
+    sig = sig[:, None] if sig.ndim == 1 else sig  # views: only the windows are copied (and made float64)
     length = order if length is None else length
     c = np.asarray(centers, dtype=np.int64)
     reach = max(half_window, order + length)
@@ -116,19 +121,21 @@ def continuity_step(x: np.ndarray, centers: np.ndarray, *, order: int = ORDER, l
     hann = np.hanning(2 * half_window)
     nf = scipy.fft.next_fast_len(4 * half_window, real=True)
     for ch in range(sig.shape[1]):
-        col = np.ascontiguousarray(sig[:, ch])
-        w = windows_at(col, cc - half_window, 2 * half_window) * hann
+        def rows(starts: np.ndarray, n: int, ch: int = ch) -> np.ndarray:
+            return windows_at(sig, starts, n)[:, ch].astype(np.float64)
+
+        w = rows(cc - half_window, 2 * half_window) * hann
         spec = scipy.fft.rfft(w, nf, axis=1)
         r = scipy.fft.irfft(spec.real ** 2 + spec.imag ** 2, nf, axis=1)[:, : order + 1]
         silent = r[:, 0] <= silence * 2 * half_window
         r[:, 0] *= 1.0 + 1e-9  # a whisker of white noise: a pure tone's Toeplitz system stays solvable
-        a = _predictors(r, order)
-        fwd = windows_at(col, cc - order, order + length)
-        fwd_near = windows_at(col, cc - order - length, order + length)
-        bwd = windows_at(col, cc - length, order + length)[:, ::-1]
-        bwd_near = windows_at(col, cc, order + length)[:, ::-1]
-        bf, tf, rf = _direction(fwd, fwd_near, a, order, length)
-        bb, tb, rb = _direction(np.ascontiguousarray(bwd), np.ascontiguousarray(bwd_near), a, order, length)
+        taps = _taps_spectrum(_predictors(r, order), order + length)
+        fwd = rows(cc - order, order + length)
+        fwd_near = rows(cc - order - length, order + length)
+        bwd = rows(cc - length, order + length)[:, ::-1]
+        bwd_near = rows(cc, order + length)[:, ::-1]
+        bf, tf, rf = _direction(fwd, fwd_near, taps, order, length)
+        bb, tb, rb = _direction(np.ascontiguousarray(bwd), np.ascontiguousarray(bwd_near), taps, order, length)
         with np.errstate(all="ignore"):
             t_sum += (tf - tb) / np.sqrt(2.0)
             db_sum += 0.5 * (20 * np.log10(np.abs(1.0 + bf)) - 20 * np.log10(np.abs(1.0 + bb)))

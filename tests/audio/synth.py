@@ -97,6 +97,14 @@ def write_stream(run_dir: Path, sid: str, x: np.ndarray, chunk_frames: list[tupl
                                                "start_position": start_position, "ended": ended, "scenario": "test"}))
 
 
+def through_chain(src: np.ndarray, seed: int, *, sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
+    """(capture, boundaries): ``src`` cut at random boundaries and rendered
+    through chain_master, both drawn from one generator seeded ``seed``."""
+    rng = np.random.default_rng(seed)
+    b = random_boundaries(len(src), rng, sr=sr)
+    return chain_master(src, b, rng, sr=sr), b
+
+
 def chain_master(x: np.ndarray, boundaries: np.ndarray, rng: np.random.Generator, *, sr: int = SR,
                  context_s: float = 5.0, ramp_s: float = 1.0, drift_db: float = 1.0) -> np.ndarray:
     """A per-chunk mastering chain with smooth joins, as Auralis's and the

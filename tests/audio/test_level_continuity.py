@@ -17,17 +17,14 @@ import analysis.audio.level as level
 from analysis.audio import analyse_capture
 from analysis.audio.continuity import continuity_step
 from analysis.music_corpus import dense_music, harmonic_tone
-from tests.audio.synth import chain_master, random_boundaries
+from tests.audio.synth import through_chain
 
 SR = 44100
 
 
 @pytest.fixture(scope="module")
 def music_chain():
-    rng = np.random.default_rng(91)  # the benchmark's seeds are 2026 and 4242
-    src = dense_music(60.0, SR, seed=91).astype(np.float32)
-    b = random_boundaries(len(src), rng)
-    return chain_master(src, b, rng), b
+    return through_chain(dense_music(60.0, SR, seed=91).astype(np.float32), 91, sr=SR)  # the benchmark's: 2026, 4242
 
 
 def _resonant(n: int, seed: int) -> np.ndarray:
@@ -103,10 +100,7 @@ def test_without_continuity_the_same_steps_are_missed(music_chain, monkeypatch):
 def test_a_perfectly_predictable_tone_through_the_chain_gives_no_step():
     """A harmonic tone's clean joins read t in the hundreds (its residual is
     tiny) for a 0.00 dB step: the dB floor keeps them out."""
-    rng = np.random.default_rng(12)
-    src = harmonic_tone(duration_s=60.0, sr=SR)
-    b = random_boundaries(len(src), rng)
-    x = chain_master(src, b, rng)
+    x, b = through_chain(harmonic_tone(duration_s=60.0, sr=SR), 12, sr=SR)
     step, t = continuity_step(x, b)
     assert np.nanmax(np.abs(step)) < 0.05, step
     assert [d for d in analyse_capture(x, SR, b).defects if d.kind == "level_step"] == []

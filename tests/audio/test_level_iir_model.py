@@ -12,17 +12,15 @@ import pytest
 from analysis.audio.alignment import _mono
 from analysis.audio.level import detect_level_steps, gain_step_db, slope_free_step_db
 from analysis.music_corpus import dense_music
-from tests.audio.synth import chain_master, random_boundaries
+from tests.audio.synth import through_chain
 
 SR = 44100
 
 
 @pytest.fixture(scope="module")
 def chained():
-    rng = np.random.default_rng(77)  # the benchmark's seeds are 2026 and 4242
-    src = dense_music(60.0, SR, seed=77).astype(np.float32)
-    b = random_boundaries(len(src), rng)
-    return src, chain_master(src, b, rng), b
+    src = dense_music(60.0, SR, seed=77).astype(np.float32)  # the benchmark's seeds are 2026 and 4242
+    return (src, *through_chain(src, 77, sr=SR))
 
 
 def test_clean_positions_of_the_chain_read_flat(chained):

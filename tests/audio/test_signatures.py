@@ -11,7 +11,7 @@ from analysis import signals
 from analysis.audio import analyse_capture
 from analysis.music_corpus import dense_music
 
-from .synth import SR, chain_master, per_chunk_master, random_boundaries
+from .synth import SR, chain_master, per_chunk_master, random_boundaries, through_chain
 
 DUR = 36.0
 FADE = int(0.2 * SR)
@@ -105,9 +105,7 @@ def test_a_repeat_or_drop_of_periods_on_periodic_content_has_the_length_the_stre
     from analysis.music_corpus import harmonic_tone
 
     src = harmonic_tone(30.0, SR)
-    rng = np.random.default_rng(36 + ms)
-    b = random_boundaries(len(src), rng)
-    x = chain_master(src, b, rng)
+    x, b = through_chain(src, 36 + ms)
     at, n = int(b[1]), int(round(ms * SR / 1000))
     if kind == "repeated_samples":
         y, yb = np.insert(x, at, x[at - n:at], axis=0), np.where(b > at, b + n, b)
