@@ -112,3 +112,28 @@ def test_digital_silence_and_a_stream_edge_read_nan_not_an_error():
     step, t = continuity_step(x, np.array([SR, 2 * SR, 10]))
     assert np.isnan(step[0]) and np.isnan(t[0])  # silence on both sides
     assert np.isnan(step[2]) and np.isnan(t[2])  # too near the start
+
+
+def _band_lines_reading(at: int, step_db: float):
+    """A stand-in for band lines that reads ``step_db`` at one position and
+    0 elsewhere: a level statistic fooled by content there."""
+    return lambda x, sr, b, c, **kw: np.where(np.asarray(c) == at, step_db, 0.0)
+
+
+def test_a_level_step_the_waveform_contradicts_is_vetoed_and_one_it_confirms_stands(music_chain, monkeypatch):
+    """Band lines read 9-12 dB at three boundaries of clean music-like
+    content in 10 h, a chord's onset just before each; waveform continuity
+    read 0.0-0.2 dB there. Where continuity is defined and reads a step far
+    from the level statistic's, the level statistic saw content."""
+    x, b = music_chain
+    step, _ = continuity_step(x, b)
+    i = int(np.flatnonzero(np.isfinite(step))[0])  # a boundary where the waveform has a say
+    assert abs(step[i]) < 0.5, step
+    monkeypatch.setattr(level, "band_line_step_db", _band_lines_reading(int(b[i]), 10.0))
+    assert [d for d in level.detect_level_steps(x, SR, b)] == []
+    y = x.copy()
+    y[b[i]:] *= np.float32(10 ** (10.0 / 20))
+    found = level.detect_level_steps(y, SR, b)
+    assert [(d.boundary_index, d.detail["statistic"]) for d in found] == [(i, "band lines")], found
+    monkeypatch.setattr(level, "CONTRADICT_DB", np.inf)  # and the veto is what kept the clean one out
+    assert [d.boundary_index for d in level.detect_level_steps(x, SR, b)] == [i]
