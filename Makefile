@@ -26,7 +26,7 @@ browser:
 	  echo "chromium not installed: the browser test will skip"; }
 
 test: setup browser
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

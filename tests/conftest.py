@@ -4,3 +4,17 @@ assertions) is made once, and the files are spread over the machine's two
 cores. End-to-end runs on both workers share the machine; the tool is built to
 tell a loaded host from a slow target (run-queue wait, host stalls, the
 environment section), and these tests hold it to that."""
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The slow files first. `-n 2 --dist loadfile --no-loadscope-reorder`
+    hands whole files to whichever worker is free, in this order; by default
+    xdist orders the files by their number of tests, which queues the
+    end-to-end files (few tests, each a run of a minute) last, and one worker
+    then ran them alone for the suite's last minutes while the other was
+    idle. Longest first, many short files last, keeps both busy to the end."""
+    def slow(item) -> bool:
+        return item.get_closest_marker("slow") is not None
+
+    slow_files = {item.path for item in items if slow(item)}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file keeps its own order
