@@ -11,7 +11,7 @@ import pytest
 from analysis.model import load_findings
 from instrument.reference import streaming
 
-from .helpers import CONCURRENT_TRACKS_CLEAN, injection_run, leftovers, run_cli, shared_run
+from .helpers import concurrent_tracks_clean, injection_run, leftovers, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def sleep_line() -> int:
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory, worker_id):
     # test_scenarios.py asserts its scenario checks on this same run
-    out, r = shared_run(tmp_path_factory, worker_id, "concurrent-tracks-clean", *CONCURRENT_TRACKS_CLEAN)
+    out, r = concurrent_tracks_clean(tmp_path_factory, worker_id)
     assert "VERDICT" in r.stdout, r.stdout + r.stderr
     return out
 

@@ -17,7 +17,7 @@ from analysis.metrics_catalogue import undeclared
 from analysis.rundir import list_streams
 from scenarios.catalogue import SCENARIOS
 
-from .helpers import CONCURRENT_TRACKS_CLEAN, leftovers, run_cli, run_json, seek_storm_clean, shared_run
+from .helpers import concurrent_tracks_clean, leftovers, run_cli, run_json, seek_storm_clean
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +52,7 @@ def check_scenario_run(out, r, name: str) -> None:
 # runs that other files' known answers make anyway, on the clean reference:
 # their assertions and these hold of the same run, so one run serves both
 SHARED = {
-    "concurrent-tracks": lambda factory, worker: shared_run(factory, worker, "concurrent-tracks-clean",
-                                                           *CONCURRENT_TRACKS_CLEAN),
+    "concurrent-tracks": concurrent_tracks_clean,
     "seek-storm": seek_storm_clean,
 }
 
