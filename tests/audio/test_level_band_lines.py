@@ -91,3 +91,44 @@ def test_a_clean_sweep_or_time_code_has_no_band_line_steps(content, seed):
     x = pool[start:start + n]
     b = random_boundaries(len(x), rng)
     assert detect_level_steps(per_chunk_master(x, b, rng), SR, b) == []
+
+
+def louder_low_bands(seed: int, low_db: float) -> tuple[np.ndarray, int]:
+    """Pink noise split at 1 kHz: from the centre on, the part below is
+    ``low_db`` louder (an instrument entering, the music's own crescendo);
+    the part above is unchanged and beats at random levels (+-9 dB per
+    100 ms), so its bands scatter about a line by over LINE_SCATTER_DB and
+    the lines leave them out: only the low bands' lines are left, and they
+    agree on one step."""
+    from scipy.signal import butter
+
+    x = signals.pink_noise_stereo(20.0, SR, seed=seed)
+    c = 10 * SR
+    low = sosfilt(butter(8, 1000, "low", fs=SR, output="sos"), x, axis=0)
+    high = sosfilt(butter(8, 1000, "high", fs=SR, output="sos"), x, axis=0)
+    rng = np.random.default_rng(seed)
+    beat = np.repeat(10 ** (rng.uniform(-9, 9, len(x) // (SR // 10) + 1) / 20), SR // 10)[: len(x), None]
+    low[c:] *= 10 ** (low_db / 20)
+    return (low + high * beat).astype(np.float32), c
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_bands_that_did_not_move_say_it_is_content_not_a_gain(seed, monkeypatch):
+    """The held-out music-like corpora's two band-line false steps (11.3
+    and 9.1 dB) were the low and mid bands getting louder while the top
+    octaves' medians moved 0.1-0.4 dB. A gain moves every band, so the
+    bands' medians (every band with energy) must agree with the lines'
+    step (BAND_AGREE_DB); the same content under a real gain step of that
+    size is still read at its size. And the check is what refuses it: with
+    it off, the low bands' lines alone call the content a step."""
+    y, c = louder_low_bands(seed, 20.0)
+    at = np.array([c])
+    assert np.isnan(band_line_step_db(y, SR, at, at)[0])
+    stepped, _ = louder_low_bands(seed, 0.0)
+    stepped[c:] *= np.float32(10 ** (20.0 / 20))
+    assert abs(band_line_step_db(stepped, SR, at, at)[0] - 20.0) < 1.5
+    # a veto for the positions judged: a reference position keeps the
+    # content's value, so the null distribution stays as wide as content makes it
+    assert abs(band_line_step_db(y, SR, at, at, judged=0)[0] - 20.0) < 1.5
+    monkeypatch.setattr(level, "BAND_AGREE_DB", np.inf)
+    assert abs(band_line_step_db(y, SR, at, at)[0] - 20.0) < 1.5
