@@ -16,6 +16,13 @@ from .confirm import confirm, reference_positions
 from .defect import AudioDefect
 
 _TINY = 1e-20
+# the deepest a crossfade of two renderings makes the middle third: ~3 dB for
+# uncorrelated material under linear fades, plus the partial cancellation of
+# two EQ renderings of one tone (up to 2.2 dB on a sweep)
+DEEPEST_CROSSFADE_DB = 6.0
+# a rise within 30 ms from this far below a dip's louder flank to within
+# 3 dB of it is an onset (or, falling, a note cut off): see _onset_within
+ONSET_DB = 12.0
 
 
 def level_trace_db(x: np.ndarray, sr: int, frame_s: float = 0.01) -> tuple[np.ndarray, int]:
@@ -84,6 +91,25 @@ def spectral_flatness(x: np.ndarray, sr: int, center: int, half: int) -> float:
     return float(gmean(p) / p.mean())
 
 
+def _onset_within(trace: np.ndarray, center: int, length: int, frames: int = 3) -> bool:
+    """Whether the level trace, anywhere in center +- length, goes within
+    ``frames`` frames from ONSET_DB below the louder flank to within 3 dB of
+    it, or back: a note's onset after a rest, or a note cut off. A
+    crossfade's level cannot: even two renderings in opposite polarity
+    (amplitude 1 - 2t, the deepest V a crossfade makes) take a sixth of
+    the fade to climb from -12 to -3 dB."""
+    lo, hi = max(0, center - length), min(len(trace), center + length + 1)
+    w = trace[lo:hi]
+    if len(w) <= frames:
+        return False
+    top = max(trace[lo: max(lo + 1, center - length // 2)].mean(), trace[min(center + length // 2 + 1, hi - 1): hi].mean())
+    nxt = np.lib.stride_tricks.sliding_window_view(w[1:], frames)
+    now = w[: len(nxt)]
+    rise = (now < top - ONSET_DB) & (nxt.max(1) > top - 3)
+    fall = (now > top - 3) & (nxt.min(1) < top - ONSET_DB)
+    return bool((rise | fall).any())
+
+
 def detect_crossfade_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
                           frame_s: float = 0.01, lengths_s: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
                           z_min: float = 6.0, excess_min_db: float = 1.5, tonal_excess_min_db: float = 3.0,
@@ -119,6 +145,11 @@ def detect_crossfade_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sou
             half = int(min(L[i] * n, sr) // 2) + 512
             if spectral_flatness(x, sr, int(c[i] * n), half) < noise_flatness:
                 cf.confirmed = False
+        if cf.confirmed and source is None and cf.metric > DEEPEST_CROSSFADE_DB and _onset_within(trace, c[i], L[i]):
+            # deeper than a crossfade makes, and ended or begun by an onset:
+            # a rest between notes (held-out music-like corpus: a note's
+            # decay to -38 dB, then a 23 dB onset, read as a 10 dB dip)
+            cf.confirmed = False
     return [AudioDefect("crossfade_dip", float(c[i] * n / sr), i, cf.metric, "dB", cf.score, cf.false_alarm_rate,
                         {"overlap_s": float(L[i] * frame_s), "boundary_s": float(b[i] / sr),
                          "n_reference": cf.n_reference})
