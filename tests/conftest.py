@@ -4,6 +4,17 @@ assertions) is made once, and the files are spread over the machine's two
 cores. End-to-end runs on both workers share the machine; the tool is built to
 tell a loaded host from a slow target (run-queue wait, host stalls, the
 environment section), and these tests hold it to that."""
+import pytest
+
+from tests import host_share
+
+
+@pytest.fixture(autouse=True)
+def _share_of_the_machine():
+    """Each test's shared lock on the machine (tests/host_share.py): a run
+    that must have it to itself waits for the other worker's test to end."""
+    with host_share.held_for_test():
+        yield
 
 
 def pytest_collection_modifyitems(session, config, items):

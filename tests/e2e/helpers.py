@@ -10,15 +10,17 @@ from pathlib import Path
 
 import psutil
 
+from tests import host_share
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
             alone: bool = False) -> subprocess.CompletedProcess:
     """env: added to this process's environment (the wrapper passes it on to the target).
-    alone: no other worker's wrapper run shares the machine with this one (host_share)."""
+    alone: nothing the other xdist worker runs shares the machine with this run (tests/host_share.py)."""
     # 40 s tracks keep three enhanced boundaries (15, 25, 35 s) and halve the suite's time
-    with host_share(exclusive=alone):
+    with host_share.share(exclusive=alone):
         return subprocess.run([sys.executable, "-m", "instrument.run", "--quiet", "--track-seconds", "40", *args],
                               cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **env} if env else None)
@@ -31,33 +33,6 @@ def _exclusive(lock: Path):
     stale lock)."""
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def host_share(exclusive: bool = False):
-    """A wrapper run's share of the machine, across this session's xdist
-    workers: any number of runs share it, and an exclusive run has it to
-    itself (a shared or exclusive flock on one file per test run). Exclusive
-    is for a clean run whose gate judges latency under a load sized for a
-    two-core machine: concurrent-tracks' six streams read TTFA p95 0.9 s on
-    their own, and 1.7 s - over the gate's 1.5 s, a clean target failed -
-    when the other worker's run had the second core busy. The cause is the
-    suite putting two loads on a machine the scenario is sized to have, so
-    the suite stops doing that; the gate's threshold stays. Without xdist
-    nothing runs beside a test, and there is no lock."""
-    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if not uid:
-        yield
-        return
-    import tempfile
-
-    lock = Path(tempfile.gettempdir()) / f"earshot-host-{uid}.lock"
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             yield
         finally:
@@ -83,7 +58,9 @@ def shared_run(tmp_path_factory, worker_id: str, name: str, *args: str,
     paying for its own. Its directory is read, never written, by the tests."""
     shared = shared_dir(tmp_path_factory, worker_id)
     out, done = shared / name, shared / f"{name}.json"
-    with _exclusive(shared / f"{name}.lock"):
+    # the per-run lock's holder may be waiting for the machine to itself:
+    # this test's own share of it is let go while it waits (host_share)
+    with host_share.released(), _exclusive(shared / f"{name}.lock"):
         if not done.exists():
             r = run_cli(*args, "--out", str(out), timeout=timeout, alone=alone)
             done.write_text(json.dumps({"args": r.args, "returncode": r.returncode,
@@ -97,7 +74,7 @@ CONCURRENT_TRACKS_CLEAN = ("--scenario", "concurrent-tracks", "--duration", "12"
 
 def concurrent_tracks_clean(tmp_path_factory, worker_id: str) -> tuple[Path, subprocess.CompletedProcess]:
     """concurrent-tracks on the clean reference, once per session, with the
-    machine to itself (host_share): test_instrumentation.py's clean control
+    machine to itself (tests/host_share.py): test_instrumentation.py's clean control
     and test_scenarios.py's run of the scenario."""
     return shared_run(tmp_path_factory, worker_id, "concurrent-tracks-clean", *CONCURRENT_TRACKS_CLEAN, alone=True)
 
