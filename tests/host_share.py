@@ -61,14 +61,18 @@ def held_for_test():
 @contextlib.contextmanager
 def released():
     """This worker's test's shared lock let go, and taken again after."""
-    if _held is None:
+    global _held
+    fh = _held
+    if fh is None:
         yield
         return
-    fcntl.flock(_held, fcntl.LOCK_UN)
+    fcntl.flock(fh, fcntl.LOCK_UN)
+    _held = None  # so that a run inside takes a share of its own (share)
     try:
         yield
     finally:
-        fcntl.flock(_held, fcntl.LOCK_SH)
+        fcntl.flock(fh, fcntl.LOCK_SH)
+        _held = fh
 
 
 @contextlib.contextmanager
