@@ -32,6 +32,7 @@ def test_steady_growth_is_a_leak_at_its_slope(tmp_path):
     findings, metrics = analyse_memory(tmp_path)
     leak = [f for f in findings if f.kind == "rss_leak"]
     assert leak and 95 <= leak[0].figures["rss_per_100_cycles"] <= 105
+    assert metrics["rss_growth_mb_per_100_cycles_low"] > 90  # the gate's figure: the whole run's lower bound
 
 
 def test_warm_up_that_levels_off_is_not_a_leak(tmp_path):
@@ -40,5 +41,7 @@ def test_warm_up_that_levels_off_is_not_a_leak(tmp_path):
     rss = np.array([json.loads(line)["rss"] for line in (tmp_path / "samples.jsonl").open()]) / MIB
     whole = _regress(cycles, ts, rss)
     assert whole["ci_low"] * 100 > LEAK_FLOOR_MIB_PER_100  # a line through it all would say "leak"
-    findings, _ = analyse_memory(tmp_path)
+    findings, metrics = analyse_memory(tmp_path)
     assert not [f for f in findings if f.kind == "rss_leak"]
+    # and the gate's figure says the same: the later half's growth, not the whole line's
+    assert metrics["rss_growth_mb_per_100_cycles_low"] <= LEAK_FLOOR_MIB_PER_100 < whole["ci_low"] * 100
