@@ -25,13 +25,16 @@ MIN_CYCLES = 30
 PER_STREAM_FLOOR_MIB = 40.0
 
 
-def _still_growing(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray, floor_per_100: float) -> bool:
-    """A leak keeps growing; a warm-up (allocator arenas, caches, executor
-    threads, other clients' buffers filling early in a mixed scenario)
-    levels off. The later half of the cycles must show the growth too."""
-    half = t_cycles[t_cycles.size // 2:]
-    fit = _regress(half, t_vals, vals, min_cycles=MIN_CYCLES // 2)
-    return fit is None or fit["ci_low"] * 100 > floor_per_100
+def _later_half(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray) -> dict[str, float] | None:
+    """The growth over the later half of the cycles. A leak keeps growing; a
+    warm-up (allocator arenas, caches, executor threads, other clients'
+    buffers filling early in a mixed scenario) levels off."""
+    return _regress(t_cycles[t_cycles.size // 2:], t_vals, vals, min_cycles=MIN_CYCLES // 2)
+
+
+def _still_growing(half: dict[str, float] | None, floor_per_100: float) -> bool:
+    """The later half of the cycles (_later_half) must show the growth too."""
+    return half is None or half["ci_low"] * 100 > floor_per_100
 
 
 def _regress(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray,
@@ -88,14 +91,14 @@ def analyse_memory(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
             # of a clean run read 20-45 MiB per 100 cycles (+-30) by chance
             low = fit["ci_low"] * 100
             if low > LEAK_FLOOR_MIB_PER_100:
-                if _still_growing(cycles, t, vals, LEAK_FLOOR_MIB_PER_100):
+                half = _later_half(cycles, t, vals)
+                if _still_growing(half, LEAK_FLOOR_MIB_PER_100):
                     findings.append(_leak("rss", fit, scenario, run_dir))
                 else:
                     # a warm-up that levelled off: the gate judges what the
                     # leak judgement found, the later half's growth (a clean
                     # 12 s soak read 33.7 over the whole run, FAILing a gate
                     # whose run had no finding)
-                    half = _regress(cycles[cycles.size // 2:], t, vals, min_cycles=MIN_CYCLES // 2)
                     low = half["ci_low"] * 100
             metrics["rss_growth_mb_per_100_cycles_low"] = round(low, 2)
     if samples:
@@ -111,7 +114,7 @@ def analyse_memory(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
         fit = _regress(cycles, tt, tv)
         if fit:
             metrics["tasks_growth_per_100_cycles"] = round(fit["slope"] * 100, 2)
-            if fit["ci_low"] * 100 > TASK_FLOOR_PER_100 and _still_growing(cycles, tt, tv, TASK_FLOOR_PER_100):
+            if fit["ci_low"] * 100 > TASK_FLOOR_PER_100 and _still_growing(_later_half(cycles, tt, tv), TASK_FLOOR_PER_100):
                 findings.append(_leak("tasks", fit, scenario, run_dir))
     return findings, metrics
 

@@ -33,17 +33,25 @@ def _lock_file() -> Path | None:
 
 
 @contextlib.contextmanager
-def _flock(mode: int):
-    path = _lock_file()
-    if path is None:
-        yield None
-        return
+def flocked(path: Path, mode: int = fcntl.LOCK_EX):
+    """A flock on a file for the block's length (released by the kernel if
+    the holder dies, so a killed worker leaves no stale lock); the open file."""
     with open(path, "a") as fh:
         fcntl.flock(fh, mode)
         try:
             yield fh
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _flock(mode: int):
+    path = _lock_file()
+    if path is None:
+        yield None
+        return
+    with flocked(path, mode) as fh:
+        yield fh
 
 
 @contextlib.contextmanager

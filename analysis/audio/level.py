@@ -368,8 +368,8 @@ def band_line_step_db(x: np.ndarray, sr: int, boundaries: np.ndarray, centers: n
     step, v = aa - ab, vb + va
     top = np.maximum(mb.max(1), ma.max(1))[:, None]
     with np.errstate(invalid="ignore"):
-        ok = ((mb > top + floor_db) & (ma > top + floor_db) & np.isfinite(step) & (v > 0)
-              & (sb <= scatter_max_db) & (sa <= scatter_max_db))
+        energy = (mb > top + floor_db) & (ma > top + floor_db) & np.isfinite(step)
+        ok = energy & (v > 0) & (sb <= scatter_max_db) & (sa <= scatter_max_db)
     wv = np.where(ok, 1 / np.where(ok, v, 1.0), 0.0)
     n = ok.sum(1)
     with np.errstate(all="ignore"):
@@ -377,7 +377,6 @@ def band_line_step_db(x: np.ndarray, sr: int, boundaries: np.ndarray, centers: n
         chi = (wv * np.where(ok, step - mean_step[:, None], 0.0) ** 2).sum(1) / np.maximum(n - 1, 1)
         # every band with energy, whatever its scatter: the median's standard
         # error is 1.25 sigma / sqrt(blocks), sigma the band's scatter about its line
-        energy = (mb > top + floor_db) & (ma > top + floor_db) & np.isfinite(step)
         se = 1.2533 * np.sqrt(sb ** 2 / np.maximum(nb, 1)[:, None] + sa ** 2 / np.maximum(na, 1)[:, None])
         off = np.abs((meda - medb) - mean_step[:, None])
         tol = np.maximum(BAND_AGREE_DB, 0.5 * np.abs(mean_step))[:, None] + 3 * se

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import subprocess
@@ -26,19 +24,6 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
                               env={**os.environ, **env} if env else None)
 
 
-@contextlib.contextmanager
-def _exclusive(lock: Path):
-    """An exclusive lock on a file, held by one process at a time (flock:
-    released by the kernel if the holder dies, so a killed worker leaves no
-    stale lock)."""
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def shared_dir(tmp_path_factory, worker_id: str) -> Path:
     """This session's directory for what both xdist workers share (each
     worker's basetemp is popen-gwN under the session's; without xdist,
@@ -60,7 +45,7 @@ def shared_run(tmp_path_factory, worker_id: str, name: str, *args: str,
     out, done = shared / name, shared / f"{name}.json"
     # the per-run lock's holder may be waiting for the machine to itself:
     # this test's own share of it is let go while it waits (host_share)
-    with host_share.released(), _exclusive(shared / f"{name}.lock"):
+    with host_share.released(), host_share.flocked(shared / f"{name}.lock"):
         if not done.exists():
             r = run_cli(*args, "--out", str(out), timeout=timeout, alone=alone)
             done.write_text(json.dumps({"args": r.args, "returncode": r.returncode,
@@ -119,7 +104,7 @@ def seek_storm_clean(tmp_path_factory, worker_id: str) -> tuple[Path, subprocess
     checks): three users, one of each class: the known answers need one of
     each, not a loaded host."""
     shared = shared_dir(tmp_path_factory, worker_id)
-    with _exclusive(shared / "own-take.lock"):
+    with host_share.flocked(shared / "own-take.lock"):
         take = own_take(shared / "own take.flac")
     return shared_run(tmp_path_factory, worker_id, "seek-storm-clean", "--scenario", "seek-storm", "--duration", "12",
                       "--users", "3", "--tracks", "short,sine", "--track-file", str(take))
