@@ -3,14 +3,18 @@ judged as growth per repeated action (RSS and live tasks regressed on the
 count of connect/stream/disconnect cycles, with a confidence interval), not
 as 'it went up'.
 
-scipy.stats is imported where a slope is fitted: its import costs ~1.5 s of
-CPU, and a run without cycles or streams to regress never needs it."""
+The slopes are ordinary least squares with a t interval (line_fit), written
+here rather than taken from scipy.stats.linregress: importing scipy.stats
+cost every run's analysis 0.8-1.5 s of CPU, and most runs have streams to
+regress (tests/analysis/test_memory_line_fit.py holds it to scipy's)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from scipy.special import stdtrit
 
 from .model import Finding, Location
 from .rundir import AGENT, LOAD, iter_jsonl, list_streams, read_json
@@ -23,6 +27,20 @@ MIN_CYCLES = 30
 # queue (a 15 s stereo float32 chunk is 5 MiB). Far above that, it buffers
 # whole tracks per connection.
 PER_STREAM_FLOOR_MIB = 40.0
+
+
+def line_fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Least-squares line of y on x with the slope's 95% t interval:
+    scipy.stats.linregress's slope, stderr and r, and t.ppf(0.975, n - 2)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    dx, dy = x - x.mean(), y - y.mean()
+    sxx, syy, sxy = float(dx @ dx), float(dy @ dy), float(dx @ dy)
+    slope = sxy / sxx
+    r = sxy / np.sqrt(sxx * syy) if syy > 0 else 0.0
+    dof = max(1, x.size - 2)
+    stderr = np.sqrt(max(0.0, 1.0 - r * r) * syy / sxx / dof) if x.size > 2 else 0.0
+    half = float(stdtrit(dof, 0.975)) * stderr
+    return {"slope": slope, "ci_low": slope - half, "ci_high": slope + half, "r2": r * r}
 
 
 def _later_half(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray) -> dict[str, float] | None:
@@ -50,13 +68,7 @@ def _regress(t_cycles: np.ndarray, t_vals: np.ndarray, vals: np.ndarray,
     y = vals[inside]
     if np.ptp(x) == 0:
         return None
-    from scipy import stats  # imported where used: see the module docstring
-
-    r = stats.linregress(x, y)
-    dof = max(1, x.size - 2)
-    half = stats.t.ppf(0.975, dof) * r.stderr
-    return {"slope": r.slope, "ci_low": r.slope - half, "ci_high": r.slope + half, "r2": r.rvalue ** 2,
-            "n": int(x.size), "cycles": int(np.ptp(x))}
+    return {**line_fit(x, y), "n": int(x.size), "cycles": int(np.ptp(x))}
 
 
 def analyse_memory(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
@@ -171,12 +183,7 @@ def _per_stream(run_dir: Path, samples: list[dict[str, Any]]) -> dict[str, float
     y = np.array([s.get("rss", 0) for s in samples], dtype=float) / MIB
     if np.ptp(active) < 2 or t.size < 8:
         return None
-    from scipy import stats  # imported where used: see the module docstring
-
-    r = stats.linregress(active, y)
-    half = stats.t.ppf(0.975, max(1, t.size - 2)) * r.stderr
-    return {"slope": r.slope, "ci_low": r.slope - half, "ci_high": r.slope + half, "r2": r.rvalue ** 2,
-            "max_active": int(active.max()), "n": int(t.size)}
+    return {**line_fit(active, y), "max_active": int(active.max()), "n": int(t.size)}
 
 
 def _per_stream_finding(fit: dict[str, float], scenario: str | None) -> Finding:
