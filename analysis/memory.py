@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from scipy.special import stdtrit
 
 from .model import Finding, Location
