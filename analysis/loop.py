@@ -459,8 +459,32 @@ def _contention_finding(items: list[dict[str, Any]], scenario: str | None) -> Fi
     )
 
 
+def _runq(r: dict[str, Any]) -> float:
+    """The share of a second the loop thread waited, runnable, for a CPU (runs
+    recorded before runq_fraction carry only its milliseconds, of a ~1 s record)."""
+    if r.get("runq_fraction") is not None:
+        return float(r["runq_fraction"])
+    return min(1.0, float(r.get("runq_ms") or 0.0) / 1000.0)
+
+
+def occupied_fraction(r: dict[str, Any]) -> float:
+    """The share of a second the loop was not free to serve a client: busy by
+    the heartbeat or by its own CPU time, or computing plus waiting for a CPU
+    to compute on. On a machine that gives the loop thread a fraction of a
+    core, its CPU time alone cannot reach that fraction however much work the
+    loop has queued (a loop 80% busy read 0.55-0.6 under two CPU hogs on two
+    cores, while it waited 0.2-0.3 of each second in the run queue). An idle
+    loop waits little there: the scheduler runs a thread waking from sleep
+    soon (0.01-0.015 of a second in the same conditions)."""
+    own = float(r.get("busy_fraction", 0.0))
+    cpu = r.get("cpu_fraction")
+    if cpu is None:
+        return own
+    return max(own, min(1.0, float(cpu) + _runq(r)))
+
+
 def _saturation(run_dir: Path, lag: list[dict[str, Any]], metrics: dict[str, Any], scenario: str | None) -> Finding | None:
-    busy = [r.get("busy_fraction", 0.0) >= SATURATION_BUSY for r in lag]
+    busy = [occupied_fraction(r) >= SATURATION_BUSY for r in lag]
     best, run_start, cur = (0, 0), 0, 0
     for i, b in enumerate(busy):
         if b:
@@ -484,7 +508,12 @@ def _saturation(run_dir: Path, lag: list[dict[str, Any]], metrics: dict[str, Any
     top = frames.most_common(5)
     rest = [r["ms"] for r in iter_jsonl(run_dir / LOAD / "requests.jsonl") if t0 <= r.get("t", 0) <= t1]
     gaps = [(g1 - g0) * 1000 for _, g0, g1 in _frame_gaps(run_dir) if t0 <= g0 <= t1]
-    mean_busy = float(np.mean([r["busy_fraction"] for r in period]))
+    mean_busy = float(np.mean([occupied_fraction(r) for r in period]))
+    cpu = float(np.mean([float(r.get("cpu_fraction") or 0.0) for r in period]))
+    runq = float(np.mean([_runq(r) for r in period]))
+    # of the time the loop ran or was ready to, the share it waited for a CPU:
+    # over HOST_SHARE, the machine decided the figure (analysis/severity.py)
+    runq_share = runq / (cpu + runq) if cpu + runq > 0 else 0.0
     dom = top[0][0] if top else "unknown"
     file_line, _, func = dom.partition(" ")
     file, _, line = file_line.rpartition(":")
@@ -500,9 +529,11 @@ def _saturation(run_dir: Path, lag: list[dict[str, Any]], metrics: dict[str, Any
         suggested_fix="Move the dominant work off the loop or make it cheaper per turn; pace streams to real time.",
         location=Location(file=file or None, line_start=int(line) if line.isdigit() else None,
                           line_end=int(line) if line.isdigit() else None, function=func or None, scenario=scenario),
-        evidence=[f"busy fraction {mean_busy:.2f} mean over {len(period)} s (threshold {SATURATION_BUSY})"]
+        evidence=[f"busy fraction {mean_busy:.2f} mean over {len(period)} s (threshold {SATURATION_BUSY}): "
+                  f"the loop thread computed {cpu:.2f} of the time and waited for a CPU {runq:.2f}"]
         + [f"{name}: {n / max(1, total_busy):.0%} of busy samples" for name, n in top],
-        figures={"busy_fraction": mean_busy, "seconds": len(period),
+        figures={"busy_fraction": mean_busy, "seconds": len(period), "cpu_fraction": round(cpu, 4),
+                 "runq_fraction": round(runq, 4), "runq_share": round(runq_share, 4),
                  "dominant_share": top[0][1] / max(1, total_busy) if top else 0.0},
         key=f"saturation {dom}",
         sites=[_busy_site(dom)] if top else [],

@@ -98,6 +98,10 @@ def apply_severity_rules(findings: list[Finding], run_dir: Path | None = None,
         if f.kind in ENVIRONMENT_KINDS:
             f.section = "environment"
             why.append("the machine or another process took the loop's CPU")
+        if f.kind == "loop_saturation" and float(f.figures.get("runq_share") or 0.0) >= HOST_SHARE:
+            f.section = "environment"
+            why.append(f"the loop waited for a CPU {float(f.figures['runq_share']):.0%} of the time it was busy: "
+                       "the machine's share decided it")
         if f.kind in CLIENT_TIMING and loadgen is not None and float(loadgen) >= LOADGEN_SATURATED_PERCENT:
             f.section = "environment"
             why.append(f"the load generator ran out of CPU ({float(loadgen):.0f}%): its timings measure itself")

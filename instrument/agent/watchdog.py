@@ -425,6 +425,10 @@ class LoopWatchdog:
             "cpu_fraction": round(cpu_frac, 4) if cpu_frac is not None else None,
             "busy_fraction": round(max(lag_busy, cpu_frac or 0.0), 4),
             "agent_ms": round(agent_ms, 1), "runq_ms": round(max(0.0, runq_s) * 1000, 1),
+            # the share of the second the loop thread waited, runnable, for a CPU
+            # (Linux schedstat): with cpu_fraction, how much of it the loop was
+            # occupied (computing or ready to compute) rather than idle
+            "runq_fraction": round(min(1.0, max(0.0, runq_s) / span), 4),
             "samples": samples, "busy_samples": busy,
             "sampled_busy_fraction": round(busy / samples, 4) if samples else None,
         }
