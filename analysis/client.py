@@ -380,6 +380,14 @@ _VIOLATIONS = {
 }
 
 
+# violations about one message's contract: the message (the locate stage names
+# the code that sent it) and the contract clause, which the ws_contract check's
+# finding on the same clause shares (the grouping stage folds the two)
+_VIOLATION_SITES: dict[str, list[dict[str, str]]] = {
+    "end_totals_mismatch": [{"message": "audio_stream_end"}, {"contract": "audio_stream_end:totals"}],
+}
+
+
 def _violation_finding(kind: str, items: list[tuple[Stream, dict[str, Any]]], scenario: str | None) -> Finding:
     title, sev, dim, impact, fix = _VIOLATIONS.get(
         kind, (f"Protocol violation: {kind}", "MEDIUM", "WebSocket Streaming", "Clients may misbehave.",
@@ -393,5 +401,5 @@ def _violation_finding(kind: str, items: list[tuple[Stream, dict[str, Any]]], sc
         location=Location(scenario=scenario, stream=first_s.id),
         evidence=[f"{s.id} ({(s.summary or {}).get('stream_type')}): {v.get('detail')}" for s, v in items[:10]],
         figures={"occurrences": len(items), "streams": len(streams)},
-        key=kind,
+        key=kind, sites=[dict(x) for x in _VIOLATION_SITES.get(kind, [])],
     )

@@ -17,7 +17,8 @@ The rules, each a measured relation between findings (never a name table):
 - the same code frame: stalls whose stack samples end in the same innermost
   frame, and a saturation whose dominant frame is one of those stalls'
   frames or that innermost frame;
-- the same error text (digits and quoted names aside).
+- the same error text (digits and quoted names aside), or the same clause
+  of a message's contract.
 """
 from __future__ import annotations
 
@@ -289,9 +290,12 @@ def normalise_error(text: str) -> str:
 
 def _group_errors(items: list[Finding]) -> list[Finding]:
     u = _Union(len(items))
-    # the same error text, or the same probe inputs answered wrongly in two ways
+    # the same error text, the same probe inputs answered wrongly in two ways,
+    # or the same clause of a message's contract broken (the load's client and
+    # a dynamic check both saw audio_stream_end's totals disagree with the audio)
     errs = [{normalise_error(s["error"]) for s in f.sites if s.get("error")}
-            | {f"probe {s['probe']}" for s in f.sites if s.get("probe")} for f in items]
+            | {f"probe {s['probe']}" for s in f.sites if s.get("probe")}
+            | {f"contract {s['contract']}" for s in f.sites if s.get("contract")} for f in items]
     for i in range(len(items)):
         for j in range(i + 1, len(items)):
             if errs[i] & errs[j]:

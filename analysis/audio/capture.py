@@ -36,7 +36,7 @@ class CaptureResult:
 
 def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: np.ndarray | None = None,
                     source_offset: int = 0, enhanced: bool | None = None, expected_frames: int | None = None,
-                    declared_total: int | None = None, length_tolerance: int = 0, seed: int = 0) -> CaptureResult:
+                    length_tolerance: int = 0, seed: int = 0) -> CaptureResult:
     """x: (frames, channels) capture; boundaries: frames; source: the whole
     source track (not pre-aligned) whose frame ``source_offset`` should match
     the capture's first frame (it is verified and refined by correlation).
@@ -56,9 +56,8 @@ def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: n
             defects += detect_drops_and_repeats(xm, sr, b, al, source=sm)
             if enhanced:
                 defects += detect_passthrough(x, sr, src)
-    defects += detect_length_mismatch(len(x), sr, expected_frames=expected_frames, declared_total=declared_total,
-                                      tolerance_frames=length_tolerance,
-                                      channels=x.shape[1])
+    defects += detect_length_mismatch(len(x), sr, expected_frames=expected_frames,
+                                      tolerance_frames=length_tolerance)
     defects += detect_clicks(x, sr, b, seed=seed, source=src)
     # the mid signal the alignment made, reused rather than summed again
     defects += detect_level_steps(x, sr, b, source=src, seed=seed, x_mono=xm if src is not None else None)

@@ -58,8 +58,8 @@ TEXT = {
                     "Fail loudly (or report the state) when the DSP engine is unavailable instead of returning the input."),
     "clipping": ("clipping in the stream", "Samples at or over full scale that the source does not have: distortion.",
                  "Leave headroom or limit before the output stage."),
-    "length_mismatch": ("stream length differs from the source", "The client receives more or fewer samples than the track has (or than audio_stream_end declares).",
-                        "Make the sent frame count equal the source's, and audio_stream_end.total_samples equal what was sent."),
+    "length_mismatch": ("stream length differs from the source", "The client receives more or fewer samples than the track has from the requested position.",
+                        "Make the sent frame count equal the source's from the requested position."),
     "position_error": ("stream starts away from the requested position",
                        "The listener asked for one point of the track and hears another: a seek or resume lands "
                        "early (audio heard twice) or late (audio skipped).",
@@ -182,17 +182,15 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
         geom = geometry_from_events(st.events, channels=x.shape[1])
         b = np.array([f for f in geom.frames() if 0 < f < len(x)], dtype=np.int64)
         ended = summ.get("ended")
-        end = st.end or {}
         check_len = ended in LENGTH_CHECKED_ENDINGS
         expected = (len(source) - offset) if (check_len and source is not None) else None
-        declared = end.get("total_samples") if ended == "completed" else None
         # a seek position travels in seconds: when it falls between two frames,
         # whether the server floors or rounds it is its business (+-1 frame)
         # (and 22.4 s * 44100 is 987839.99999... in floating point, which a
         # server's int() floors: only an exact product is one frame)
         between = float(pos or 0.0) * sr != offset
         res = analyse_capture(x, sr, b, source=source, source_offset=offset, enhanced=(stype == "enhanced"),
-                              expected_frames=expected, declared_total=declared,
+                              expected_frames=expected,
                               length_tolerance=1 if between else 0)
         defects = list(res.defects)
         if source is not None and len(source):

@@ -121,7 +121,9 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
                         f"(ping, unknown type, play_normal, play_enhanced, seek, pause/resume, stop).",
             impact=p.impact, suggested_fix=p.fix,
             location=Location(route=f"/ws {p.msg_type}", scenario=scenario, stream=p.stream or "ws-contract"),
-            evidence=p.evidence, sites=[{"message": sent}],
+            evidence=p.evidence,
+            # the contract clause, shared with the load's protocol finding on it (analysis/client.py)
+            sites=[{"message": sent}] + ([{"contract": key}] if key == "audio_stream_end:totals" else []),
             figures={"occurrences": p.count, **p.figures}, key=key,
         ))
     return findings

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from analysis.dynamic import isolation as a_isolation
@@ -100,8 +101,10 @@ def test_contract_drift_is_found(drift):
     assert totals.kind == "ws_contract_wrong_totals" and totals.dimension == "WebSocket Streaming"
     # after the seek to 10 s of a 20 s track: the whole track is declared, half was delivered
     assert totals.figures["declared_frames"] == 20 * 44100 and totals.figures["delivered_frames"] == 10 * 44100
-    # located later (analysis/locate.py) at the code that sent audio_stream_end in the running target
-    assert "seek" in totals.evidence[0] and totals.sites == [{"message": "audio_stream_end"}]
+    # located later (analysis/locate.py) at the code that sent audio_stream_end in the running target;
+    # the clause it breaks is shared with the load's protocol finding on it (folded into one)
+    assert "seek" in totals.evidence[0]
+    assert totals.sites == [{"message": "audio_stream_end"}, {"contract": "audio_stream_end:totals"}]
     code = found["error:code:unknown_command"]
     assert code.severity == "LOW" and code.dimension == "Schema Consistency" and "earshot" not in code.title
     assert '"error":"unknown_command"' in code.evidence[0]
@@ -184,3 +187,42 @@ def test_ws_contract_schema_problems_and_stream_without_end():
     assert found["type:surprise"].kind == "ws_contract_undocumented_type"
     assert found["stream_end:never_ended"].severity == "HIGH"
     assert found["audio_chunk_meta:value:data.seq"].sites == [{"message": "audio_chunk_meta"}]
+
+
+def test_the_loads_end_totals_and_the_checks_wrong_totals_are_one_finding(drift, tmp_path):
+    """One wrong number in audio_stream_end, seen twice: by the load's protocol
+    client (a positioned stream completes, 4 frames delivered, the whole track
+    declared) and by the ws_contract check after its seek. One finding, at the
+    code that sent audio_stream_end; and no audio finding, as the audio is whole."""
+    import time
+
+    from analysis.client import analyse_client
+    from analysis.grouping import group_findings
+    from analysis.locate import locate_findings
+    from scenarios.protocol_client import AuralisSession, ClientProfile
+
+    from ..scenarios.fake_ws import ScriptedWS, end, meta, start
+
+    run_dir = tmp_path / "run"
+    s = AuralisSession("http://127.0.0.1:1", run_dir, user="seeker0", scenario="seek-storm",
+                       tracks={1: {"name": "t", "file": "x"}}, profile=ClientProfile(flow_control=False))
+    s.ws = ScriptedWS([start(is_seek=True, seek_position=10.0), meta(0, samples=8),
+                       np.zeros(8, "<f4").tobytes(), end(20 * 44100)])
+    s.play_request = {"type": "play_normal", "data": {"track_id": 1, "start_position": 10.0}}
+    s.pump(lambda: False, deadline=time.time() + 5)
+    load = [f for f in analyse_client(run_dir)[0] if f.kind == "protocol_end_totals_mismatch"]
+    assert len(load) == 1, [f.kind for f in analyse_client(run_dir)[0]]
+    check = [f for f in a_ws_contract.analyse(_run(ws_contract, drift), "test") if f.key == "audio_stream_end:totals"]
+    other = [f for f in a_ws_contract.analyse(_run(ws_contract, drift), "test") if f.key != "audio_stream_end:totals"]
+    (run_dir / "agent").mkdir(exist_ok=True)
+    (run_dir / "agent" / "ws_sites.jsonl").write_text(json.dumps(
+        {"kind": "send", "type": "audio_stream_end",
+         "frames": [{"file": "core/stream_messages.py", "line": 131, "function": "send_stream_end"}]}) + "\n")
+    out = locate_findings(group_findings(load + check + other), run_dir)
+    totals = [f for f in out if {"protocol_end_totals_mismatch", "ws_contract_wrong_totals"}
+              & ({f.kind} | {m["kind"] for m in f.symptoms})]
+    assert len(totals) == 1, [(f.kind, [m["kind"] for m in f.symptoms]) for f in out]
+    members = {totals[0].kind} | {m["kind"] for m in totals[0].symptoms}
+    assert members == {"protocol_end_totals_mismatch", "ws_contract_wrong_totals"}
+    assert totals[0].location.code_span() == "core/stream_messages.py:131"
+    assert len(out) == 1 + len(other)  # the check's other findings stay their own
