@@ -128,6 +128,8 @@ METRICS: tuple[Metric, ...] = (
     _m("checks_errored", "checks", "lower", "post-load checks that errored (could not run)"),
     # ---- position truth (analysis.audio.position)
     _m("position_streams_placed", "streams", "higher", "streams whose start was placed unambiguously in the source"),
+    _m("position_requests_unjudged", "streams", "lower",
+       "streams asked to start at a position (a seek, a resume) whose audio could not be placed in the source"),
     _m("position_error_max_s", "s", "lower", "largest |start - requested position| among reported position errors"),
     _m("position_jumps", "count", "lower", "position_jump defects (the source position jumping inside a stream)"),
     _m("stale_audio_streams", "streams", "lower", "streams with audio of the previous position after a seek"),

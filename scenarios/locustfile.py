@@ -157,10 +157,15 @@ class _AuralisUser(User):
             self.session = None
 
     # -- helpers -------------------------------------------------------------
-    def track(self, offset: int = 0) -> dict[str, Any]:
-        if not TRACKS:
+    def track(self, offset: int = 0, placeable: bool = False) -> dict[str, Any]:
+        """placeable: only tracks on which a stream's position can be told
+        (analysis.signals.UNPLACEABLE_TRACKS), for users that position streams;
+        a user's own tracks carry no mark and all count."""
+        pool = [t for t in TRACKS if t.get("placeable", True)] if placeable else TRACKS
+        pool = pool or TRACKS
+        if not pool:
             raise StopUser()
-        return TRACKS[(self.number + offset) % len(TRACKS)]
+        return pool[(self.number + offset) % len(pool)]
 
     def ensure_session(self) -> AuralisSession:
         if self.session is not None and self.session.ws is not None and getattr(self.session.ws, "closed", None):
@@ -356,7 +361,7 @@ class Seeker(_AuralisUser):
 
     def scenario_step(self) -> None:
         s = self.ensure_session()
-        track = self.track(self.plays)
+        track = self.track(self.plays, placeable=True)
         self.plays += 1
         # alternate paths, half the seekers starting on each: a short run still positions both
         enhanced = bool((self.number + self.plays) % 2)
@@ -389,7 +394,7 @@ class Reconnector(_AuralisUser):
 
     def scenario_step(self) -> None:
         s = self.ensure_session()
-        track = self.track(self.plays)
+        track = self.track(self.plays, placeable=True)
         self.plays += 1
         enhanced = bool((self.number + self.plays) % 2 == 0)
         rng = random.Random(self.number * 1000 + self.plays)

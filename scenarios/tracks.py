@@ -73,6 +73,7 @@ def write_tracks(names: list[str], home: Path, run_dir: Path, cache_dir: Path | 
             "name": name, "file": str(path.relative_to(run_dir)), "abs_path": str(path),
             "duration_s": frames / SAMPLE_RATE, "frames": frames, "sample_rate": SAMPLE_RATE,
             "channels": channels, "description": signals.TEST_TRACKS[name][2], "track_id": None,
+            "placeable": name not in signals.UNPLACEABLE_TRACKS,
         })
     return out
 

@@ -160,7 +160,7 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
     matcher = RequestMatcher(run_dir, streams)
     positions: dict[str, tuple[PositionResult, Any]] = {}
     sources = _PositionSources()
-    pos_figures = {"placed": 0, "error_max": 0.0, "jumps": 0, "stale": 0, "atten_max": 0.0}
+    pos_figures = {"placed": 0, "unjudged": 0, "error_max": 0.0, "jumps": 0, "stale": 0, "atten_max": 0.0}
     for st in streams:
         start = st.start or {}
         summ = st.summary
@@ -201,6 +201,10 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
                 defects = _explained_lengths(defects, pres[0], offset, sr) + pos_defects
                 if pres[0].start_s is not None:
                     pos_figures["placed"] += 1
+                elif pres[0].requested_s:
+                    # asked for a position the audio cannot be placed at (a tone,
+                    # a silence): that seek or resume went unjudged
+                    pos_figures["unjudged"] += 1
                 for d in pos_defects:
                     if d.kind == "position_error":
                         pos_figures["error_max"] = max(pos_figures["error_max"], abs(d.magnitude))
@@ -238,6 +242,7 @@ def analyse_run(run_dir: Path, *, plots: bool = True) -> tuple[list[Finding], di
     metrics = {"audio_findings": float(len(findings)), "audio_streams_analysed": float(n_streams),
                "audio_boundaries_checked": float(n_boundaries), "audio_defects": float(n_defects),
                "position_streams_placed": float(pos_figures["placed"]),
+               "position_requests_unjudged": float(pos_figures["unjudged"]),
                "position_error_max_s": float(pos_figures["error_max"]),
                "position_jumps": float(pos_figures["jumps"]),
                "stale_audio_streams": float(pos_figures["stale"]),

@@ -61,6 +61,13 @@ def test_seeks_as_the_web_client_sends_them(seek_run):
     seeks = [m for m in sent if m["type"] == "seek"]
     assert seeks and all({"preset", "intensity"} <= set(m["data"]) for m in seeks)
     assert any(m["type"] == "play_normal" and m["data"].get("start_position") for m in sent)
+    # positioned on tracks whose positions can be told: none on the sine
+    # (analysis.signals.UNPLACEABLE_TRACKS), so every seek and resume is judged
+    tracks = {t["track_id"]: t["name"] for t in json.loads((out / "tracks.json").read_text())}
+    positioned = {tracks[m["data"]["track_id"]] for m in sent if m["type"] == "seek" or m["data"].get("start_position")}
+    assert positioned and "sine" not in positioned, positioned
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["position_requests_unjudged"] == 0
 
 
 def test_users_file_is_played_and_analysed_against_its_decode(seek_run):
