@@ -94,8 +94,21 @@ def test_clean_reference_gives_no_ws_finding(clean):
     assert a_socket_input.analyse(si, "test") == []
 
 
-def test_contract_drift_is_found(drift):
-    found = {f.key: f for f in a_ws_contract.analyse(_run(ws_contract, drift), "test")}
+@pytest.fixture(scope="module")
+def drift_found(drift):
+    """The ws_contract check's findings on the drifted server, run once for the tests that read them
+    (the grouping folds findings in place: each test gets fresh copies)."""
+    return [f.to_dict() for f in a_ws_contract.analyse(_run(ws_contract, drift), "test")]
+
+
+def _fresh(found):
+    from analysis.model import Finding
+
+    return [Finding.from_dict(d) for d in found]
+
+
+def test_contract_drift_is_found(drift_found):
+    found = {f.key: f for f in _fresh(drift_found)}
     assert set(found) == {"audio_stream_end:totals", "error:code:unknown_command", "ack:unknown_type"}
     totals = found["audio_stream_end:totals"]
     assert totals.kind == "ws_contract_wrong_totals" and totals.dimension == "WebSocket Streaming"
@@ -189,7 +202,7 @@ def test_ws_contract_schema_problems_and_stream_without_end():
     assert found["audio_chunk_meta:value:data.seq"].sites == [{"message": "audio_chunk_meta"}]
 
 
-def test_the_loads_end_totals_and_the_checks_wrong_totals_are_one_finding(drift, tmp_path):
+def test_the_loads_end_totals_and_the_checks_wrong_totals_are_one_finding(drift_found, tmp_path):
     """One wrong number in audio_stream_end, seen twice: by the load's protocol
     client (a positioned stream completes, 4 frames delivered, the whole track
     declared) and by the ws_contract check after its seek. One finding, at the
@@ -212,8 +225,9 @@ def test_the_loads_end_totals_and_the_checks_wrong_totals_are_one_finding(drift,
     s.pump(lambda: False, deadline=time.time() + 5)
     load = [f for f in analyse_client(run_dir)[0] if f.kind == "protocol_end_totals_mismatch"]
     assert len(load) == 1, [f.kind for f in analyse_client(run_dir)[0]]
-    check = [f for f in a_ws_contract.analyse(_run(ws_contract, drift), "test") if f.key == "audio_stream_end:totals"]
-    other = [f for f in a_ws_contract.analyse(_run(ws_contract, drift), "test") if f.key != "audio_stream_end:totals"]
+    found = _fresh(drift_found)
+    check = [f for f in found if f.key == "audio_stream_end:totals"]
+    other = [f for f in found if f.key != "audio_stream_end:totals"]
     (run_dir / "agent").mkdir(exist_ok=True)
     (run_dir / "agent" / "ws_sites.jsonl").write_text(json.dumps(
         {"kind": "send", "type": "audio_stream_end",
