@@ -21,6 +21,7 @@ from .defect import AudioDefect
 from .kept import derived, frozen
 
 _TINY = 1e-20
+FIRST_AGREE = 3.0  # frames: how far the first checkpoint may move the coarse offset on its own
 
 
 @dataclass
@@ -307,6 +308,7 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
     al.segments.append((0, start))
     prev_at = 0
     pending: tuple[int, int, float, float] | None = None  # a change waiting for a second opinion
+    first_apart: tuple[int, float, float] | None = None  # a first checkpoint far from the coarse offset
     unprobed: list[int] = []
     for p in pts:
         if p in after and pending is None:
@@ -330,9 +332,22 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
             # markedly worse fit than usual here (a transient, a window
             # straddling a join): its lag is not to be trusted to a sample
             continue
+        first = not al.checkpoints
+        if first and abs(new_f - start) > FIRST_AGREE:
+            # the first checkpoint refines the coarse offset (a second of the
+            # capture's first loud audio); one far from it fixes the start lag
+            # only when the next agrees with it. A window of pre-ringing just
+            # before music that starts at a boundary (a zero-phase filter's
+            # echo of the onset into digital silence) matched the onset 1008
+            # frames on (corr 0.84) and set the whole stream's lag on Auralis
+            # (silence-lead, enhanced path): a false spectral step at 25 s
+            if first_apart is None or abs(new_f - first_apart[1]) > FIRST_AGREE:
+                first_apart = (p, new_f, corr)
+                continue
+            al.checkpoints.append(first_apart)  # two agree: the coarse offset was off
         al.checkpoints.append((p, new_f, corr))
         new = int(round(new_f))
-        if len(al.checkpoints) == 1:
+        if first:
             # the coarse offset is only good to a sample or two on dull
             # content; the first sharp checkpoint fixes the start lag
             lag, lag_f = new, new_f

@@ -20,6 +20,15 @@ _TINY = 1e-20
 BAND_EDGES_HZ = 62.5 * 2.0 ** np.arange(0, 10)  # 62.5 Hz .. 32 kHz: 9 octave bands
 
 
+# a band this low (dB of its summed Hann-window power) is digital silence, not a
+# level: a -140 dBFS tone in a 2048 window reads -87, -140 dBFS white noise
+# -107 to -85 per band, an all-zero
+# window 10 log10(_TINY) = -200. The relative floor alone let a silent side
+# through (every band equally at -200, each within 60 dB of the loudest): on
+# Auralis's enhanced path the silence-lead track's music starts at a chunk
+# boundary, and its source's silent side read as a 6.7 dB spectral step
+SILENT_DB = -150.0
+
 # how long each side of a boundary a sourceless spectral step must hold (s)
 HOLD_S = 1.0
 
@@ -75,7 +84,8 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
     """Per centre: (max |band change - median band change| in dB, worst band index).
 
     Bands more than ``floor_db`` below the loudest band on either side are
-    ignored (their level is noise), and so are bands of fewer than
+    ignored (their level is noise), so are bands in digital silence on
+    either side (SILENT_DB: no shape to compare), and bands of fewer than
     ``min_bins`` FFT bins of the window."""
     c = np.asarray(centers, dtype=np.int64)
 
@@ -96,7 +106,8 @@ def spectral_step_metric(x: np.ndarray, centers: np.ndarray, sr: int, *, window:
             e = band_energies_db(windows_at(sig, starts, window), sr)
             eb, ea = e[: len(cc)], e[len(cc):]
             d[ok] = ea - eb
-            valid[ok] = (eb > eb.max(axis=1, keepdims=True) + floor_db) & (ea > ea.max(axis=1, keepdims=True) + floor_db)
+            valid[ok] = ((eb > eb.max(axis=1, keepdims=True) + floor_db) & (ea > ea.max(axis=1, keepdims=True) + floor_db)
+                         & (eb > SILENT_DB) & (ea > SILENT_DB))
             valid &= np.diff(np.searchsorted(np.fft.rfftfreq(window, 1 / sr), BAND_EDGES_HZ)) >= min_bins
         return d, valid
 
