@@ -12,7 +12,8 @@ the same defect is one GitHub issue and one baseline entry run after run.
 The rules, each a measured relation between findings (never a name table):
 - audio at the same boundaries of the same streams: one family of content
   change (repeat, loss, silence, level) is one cause; a click at those
-  boundaries is its symptom; a stream-length mismatch is its symptom when its
+  boundaries is its symptom (at half of its own, or the clicks together at
+  half of the group's); a stream-length mismatch is its symptom when its
   sign agrees and its size is a whole number of the per-boundary span;
 - the same code frame: stalls whose stack samples end in the same innermost
   frame, and a saturation whose dominant frame is one of those stalls'
@@ -199,12 +200,31 @@ def _attach(groups: list[list[Finding]], f: Finding) -> bool:
     return False
 
 
+def _covered(group: list[Finding], clicks: list[Finding]) -> tuple[int, int]:
+    """(how many of the group's boundaries a click is at, how many it has)."""
+    theirs = sorted({site for m in group for site in _boundary_sites(m)})
+    mine = [site for c in clicks for site in _boundary_sites(c)]
+    hit = sum(1 for st, t in theirs if any(st == st2 and abs(t - t2) <= SITE_TOLERANCE_S for st2, t2 in mine))
+    return hit, len(theirs)
+
+
 def _group_audio(items: list[Finding]) -> list[Finding]:
     strong = [f for f in items if f.kind in FAMILY_OF and f.kind not in WEAK]
     groups = _cluster(strong, _same_cause_audio)
     loose = [f for f in items if f.kind in WEAK and not _attach(groups, f)]
     groups += _cluster(loose, _same_cause_audio)
     clicks = [f for f in items if f.kind == "click" and not _attach(groups, f)]
+    # clicks at most of a group's boundaries are its symptom even where they
+    # are wider than the group: Auralis's enhanced path (each chunk mastered
+    # on its own, butt-joined) clicked at every boundary of 4 streams (two
+    # findings, by pattern) and stepped in level at 9 joins, 8 of them among
+    # those; one join, one finding
+    if clicks and groups:
+        cover = [_covered(g, clicks) for g in groups]
+        best = max(range(len(groups)), key=lambda i: cover[i][0])
+        if cover[best][0] and cover[best][0] * 2 >= cover[best][1]:
+            groups[best] += clicks
+            clicks = []
     # clicks alone: one cause at the joins, on whichever paths show it
     groups += [clicks] if clicks else []
     families = []

@@ -64,6 +64,29 @@ def test_a_click_at_other_boundaries_and_a_length_that_does_not_add_up_stay_apar
     assert got == ["click", "length_mismatch", "repeated_audio"]
 
 
+def test_a_click_at_every_join_is_the_symptom_of_steps_at_most_of_those_joins():
+    """Auralis's enhanced path (each chunk mastered on its own, butt-joined):
+    a click at every boundary of four streams, level steps at nine joins,
+    eight of them among the clicks. One join, one finding, the clicks' 20
+    boundaries kept in the symptom; clicks sharing under half the steps'
+    joins stay their own."""
+    joins = [15.0, 25.0, 35.0, 45.0, 55.0]
+    # two click findings (by pattern), neither alone at half the steps' joins
+    every = _f("click", key="click|enhanced|every-boundary", sites=[s for st in ("a", "b") for s in _bsites(st, joins)])
+    some = _f("click", key="click|enhanced|some-boundaries", sites=[s for st in ("c", "d") for s in _bsites(st, joins)])
+    steps = _f("level_step", severity="MEDIUM", key="level_step|enhanced|some",
+               sites=_bsites("a", [15.0, 25.0, 35.0, 55.0]) + _bsites("c", [35.0, 45.0, 55.0])
+               + _bsites("d", [55.0]) + _bsites("e", [25.0]))
+    [g] = group_findings([every, some, steps])
+    assert g.kind == "level_step" and g.severity == "HIGH" and [s["kind"] for s in g.symptoms] == ["click", "click"]
+    assert sum(len(s["sites"]) for s in g.symptoms) == 20
+    few = _f("level_step", severity="MEDIUM", key="level_step|enhanced|some",
+             sites=_bsites("a", [15.0]) + _bsites("e", [25.0, 35.0, 45.0]))
+    assert sorted(f.kind for f in group_findings([_f("click", key="click|enhanced|every-boundary",
+                                                     sites=[s for st in ("a", "b") for s in _bsites(st, joins)]),
+                                                  few])) == ["click", "level_step"]
+
+
 def test_two_causes_at_the_same_boundaries_stay_two():
     # silence and a repeat at the same joins: different content changes
     items = _repeat_symptoms(with_click=False, with_length=False)
