@@ -22,11 +22,11 @@ BAND_EDGES_HZ = 62.5 * 2.0 ** np.arange(0, 10)  # 62.5 Hz .. 32 kHz: 9 octave ba
 
 # a band this low (dB of its summed Hann-window power) is digital silence, not a
 # level: a -140 dBFS tone in a 2048 window reads -87, -140 dBFS white noise
-# -107 to -85 per band, an all-zero
-# window 10 log10(_TINY) = -200. The relative floor alone let a silent side
-# through (every band equally at -200, each within 60 dB of the loudest): on
-# Auralis's enhanced path the silence-lead track's music starts at a chunk
-# boundary, and its source's silent side read as a 6.7 dB spectral step
+# -107 to -85 per band, an all-zero window 10 log10(_TINY) = -200. The
+# relative floor alone let a silent side through (every band equally at -200,
+# each within 60 dB of the loudest): on Auralis's enhanced path the
+# silence-lead track's music starts at a chunk boundary, and its source's
+# silent side read as a 6.7 dB spectral step
 SILENT_DB = -150.0
 
 # how long each side of a boundary a sourceless spectral step must hold (s)
