@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import Finding, Location
+from .model import END_TOTALS_CLAUSE, Finding, Location
 from .rundir import AGENT, LOAD, Stream, iter_jsonl, list_streams, read_json
 
 # Client profiles whose slowness is their own: their buffer underruns are not
@@ -384,7 +384,7 @@ _VIOLATIONS = {
 # the code that sent it) and the contract clause, which the ws_contract check's
 # finding on the same clause shares (the grouping stage folds the two)
 _VIOLATION_SITES: dict[str, list[dict[str, str]]] = {
-    "end_totals_mismatch": [{"message": "audio_stream_end"}, {"contract": "audio_stream_end:totals"}],
+    "end_totals_mismatch": [{"message": "audio_stream_end"}, {"contract": END_TOTALS_CLAUSE}],
 }
 
 

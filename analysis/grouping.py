@@ -116,9 +116,13 @@ def _boundary_sites(f: Finding) -> list[tuple[str, float]]:
     return [(s["stream"], float(s["t"])) for s in f.sites if s.get("stream") and s.get("t") is not None]
 
 
+def _matched(sites: list[tuple[str, float]], others: list[tuple[str, float]]) -> int:
+    """How many of sites have one of others in the same stream within SITE_TOLERANCE_S."""
+    return sum(1 for st, t in sites if any(st == st2 and abs(t - t2) <= SITE_TOLERANCE_S for st2, t2 in others))
+
+
 def _shared_sites(a: Finding, b: Finding) -> int:
-    sb = _boundary_sites(b)
-    return sum(1 for st, t in _boundary_sites(a) if any(st == st2 and abs(t - t2) <= SITE_TOLERANCE_S for st2, t2 in sb))
+    return _matched(_boundary_sites(a), _boundary_sites(b))
 
 
 def _span(f: Finding) -> float | None:
@@ -203,9 +207,7 @@ def _attach(groups: list[list[Finding]], f: Finding) -> bool:
 def _covered(group: list[Finding], clicks: list[Finding]) -> tuple[int, int]:
     """(how many of the group's boundaries a click is at, how many it has)."""
     theirs = sorted({site for m in group for site in _boundary_sites(m)})
-    mine = [site for c in clicks for site in _boundary_sites(c)]
-    hit = sum(1 for st, t in theirs if any(st == st2 and abs(t - t2) <= SITE_TOLERANCE_S for st2, t2 in mine))
-    return hit, len(theirs)
+    return _matched(theirs, [site for c in clicks for site in _boundary_sites(c)]), len(theirs)
 
 
 def _group_audio(items: list[Finding]) -> list[Finding]:

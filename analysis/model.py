@@ -92,6 +92,11 @@ class Location:
         return ", ".join(parts) or "run-wide"
 
 
+# the clause "audio_stream_end's totals describe the audio the stream delivered",
+# judged by the load's protocol client and by the ws_contract check alike
+END_TOTALS_CLAUSE = "audio_stream_end:totals"
+
+
 @dataclass
 class Finding:
     """One defect, confirmed by measurement.
@@ -118,7 +123,9 @@ class Finding:
     id: str = ""  # assigned by assign_ids(): B<dimension>-<n>
     # Where each instance was observed, in a form the grouping stage compares
     # (analysis/grouping.py): {"stream", "t", "value"} for audio at a boundary,
-    # {"frame"} for a code frame, {"error"} for an error text.
+    # {"frame"} for a code frame, {"error"} for an error text, {"contract"} for
+    # a clause of the message contract (END_TOTALS_CLAUSE), {"message"} for the
+    # message type whose send site the locate stage names.
     sites: list[dict[str, Any]] = field(default_factory=list)
     # The findings of other detectors that the grouping stage folded into this
     # one because they share its cause: each a to_dict() of the symptom, so

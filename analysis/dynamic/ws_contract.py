@@ -12,7 +12,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from ..model import Finding, Location
+from ..model import END_TOTALS_CLAUSE, Finding, Location
 
 # Locations are measured, not tabled: each finding names the message type it
 # is about and analysis/locate.py names the code the target ran to send it
@@ -123,7 +123,7 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
             location=Location(route=f"/ws {p.msg_type}", scenario=scenario, stream=p.stream or "ws-contract"),
             evidence=p.evidence,
             # the contract clause, shared with the load's protocol finding on it (analysis/client.py)
-            sites=[{"message": sent}] + ([{"contract": key}] if key == "audio_stream_end:totals" else []),
+            sites=[{"message": sent}] + ([{"contract": key}] if key == END_TOTALS_CLAUSE else []),
             figures={"occurrences": p.count, **p.figures}, key=key,
         ))
     return findings
@@ -209,7 +209,7 @@ def _meaning_problems(problem, result: dict[str, Any]) -> None:
             if bad_total or bad_duration:
                 path = "seek" if start.get("is_seek") else (start.get("stream_type") or "normal")
                 whole = (start.get("total_duration") or 0) * (rate or 0)
-                p = problem("audio_stream_end:totals", kind="wrong_totals", msg_type=f"totals:{path}",
+                p = problem(END_TOTALS_CLAUSE, kind="wrong_totals", msg_type=f"totals:{path}",
                             field="total_samples",
                             title="audio_stream_end totals do not describe the stream they end", severity="MEDIUM",
                             dimension="WebSocket Streaming",

@@ -12,6 +12,7 @@ import pytest
 from analysis.dynamic import isolation as a_isolation
 from analysis.dynamic import socket_input as a_socket_input
 from analysis.dynamic import ws_contract as a_ws_contract
+from analysis.model import Finding
 from instrument.dynamic.isolation_check import isolation
 from instrument.dynamic.socket_input_check import socket_input
 from instrument.dynamic.ws_contract_check import load_contract, ws_contract
@@ -102,8 +103,6 @@ def drift_found(drift):
 
 
 def _fresh(found):
-    from analysis.model import Finding
-
     return [Finding.from_dict(d) for d in found]
 
 
