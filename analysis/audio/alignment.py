@@ -65,6 +65,40 @@ def valid_correlation(ref: np.ndarray, seg: np.ndarray) -> np.ndarray:
     return scipy.fft.irfft(spec, n)[: len(ref) - len(seg) + 1]
 
 
+# A peak this high at the expected lag is the one the full search would pick:
+# every normalised correlation is at most 1 (+ rounding), so the best is
+# within the 0.05 the candidates are taken from, and the expected lag is
+# nearest itself. Margins keep the decision the full search's despite its
+# different rounding (FFT, running sums).
+SURE_AT_EXPECTED = 0.951
+_TIE = 1e-9  # a neighbour this close is a tie the two roundings may break differently
+_QUIET_SHARE = 1e-6  # windows this far below the searched span's energy: its running sums round too coarsely
+
+
+def _peak_at_expected(seg: np.ndarray, ref: np.ndarray, k: int, e_seg: float) -> tuple[float, float, float] | None:
+    """(fraction, correlation, sharpness) of estimate_lag's answer when
+    ref[k:] (the expected lag) is a clear local peak above SURE_AT_EXPECTED,
+    from three dot products instead of a correlation over every lag; None
+    when only the full search can tell. A stream that is where it is expected
+    (most checkpoints) then costs no FFT."""
+    w = len(seg)
+    if k < 1 or k + 1 + w > len(ref):
+        return None
+    ncc = []
+    floor = _QUIET_SHARE * float(np.dot(ref, ref))
+    for j in (k - 1, k, k + 1):
+        r = ref[j: j + w]
+        e = float(np.dot(r, r))
+        if e < max(floor, 1e-12):
+            return None
+        ncc.append(float(np.dot(r, seg)) / np.sqrt(e_seg * e))
+    y0, y1, y2 = ncc
+    if y1 < SURE_AT_EXPECTED or y1 <= max(y0, y2) + _TIE:
+        return None
+    den = y0 - 2 * y1 + y2
+    return (float(0.5 * (y0 - y2) / den) if den < 0 else 0.0), y1, y1 - max(y0, y2)
+
+
 def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window: int = 4096,
                  max_shift: int = 2048) -> tuple[float, float, float] | None:
     """(lag, normalised correlation, peak sharpness) of x[at:at+window] within s around
@@ -81,6 +115,9 @@ def estimate_lag(x: np.ndarray, s: np.ndarray, at: int, expected: int, *, window
     e_seg = float(np.dot(seg, seg))
     if e_seg < 1e-12:
         return None
+    sure = _peak_at_expected(seg, ref, at + expected - lo, e_seg)
+    if sure is not None:
+        return expected + sure[0], sure[1], sure[2]
     c = valid_correlation(ref, seg)
     cs = np.concatenate([[0.0], np.cumsum(ref ** 2)])
     e_ref = cs[len(seg):] - cs[: len(cs) - len(seg)]

@@ -217,3 +217,39 @@ def test_what_is_derived_from_a_source_is_kept_only_while_it_cannot_change():
     assert view.base is None  # a view is copied: its base could still be written through
     with pytest.raises(ValueError):
         src[0] = 1.0
+
+
+def test_a_peak_at_the_expected_lag_gives_what_the_full_search_gives(monkeypatch):
+    """estimate_lag's three-dot-product answer at the expected lag against
+    its full FFT search, on content where the two could part: noise, a tone
+    (a peak every period), a sweep, lowpassed noise (a broad peak), noise
+    with an echo 37 frames on (a lower peak beside the true one), gain, added
+    noise, and an expected lag a few frames, a period or the echo off."""
+    from analysis.audio import alignment
+
+    rng = np.random.default_rng(7)
+    n = 60000
+    t = np.arange(n) / SR
+    contents = [rng.standard_normal(n) * 0.1, 0.3 * np.sin(2 * np.pi * 440 * t),
+                0.3 * np.sin(2 * np.pi * (50 + 2000 * t) * t), np.convolve(rng.standard_normal(n), np.ones(30) / 30, "same")]
+    noise = rng.standard_normal(n) * 0.1
+    contents.append(noise + 0.8 * np.roll(noise, 37))
+    fast = alignment._peak_at_expected
+    taken = 0
+    for i in range(500):
+        s = contents[i % 5]
+        lag = int(rng.integers(-300, 300))
+        x = (np.roll(s, -lag) * rng.uniform(0.5, 1.2) + rng.standard_normal(n) * rng.choice([0, 1e-4, 1e-2, 0.05]))
+        x = x.astype(np.float32)
+        at, expected = int(rng.integers(3000, 40000)), lag + int(rng.choice([0, 0, 1, -2, 100, 37, -37]))
+        window, shift = int(rng.choice([4096, 8820, 2000])), int(rng.choice([2048, 1323, 64, 1]))
+        calls = []
+        monkeypatch.setattr(alignment, "_peak_at_expected", lambda *a: calls.append(fast(*a)) or calls[-1])
+        got = alignment.estimate_lag(x, s, at, expected, window=window, max_shift=shift)
+        monkeypatch.setattr(alignment, "_peak_at_expected", lambda *a: None)
+        want = alignment.estimate_lag(x, s, at, expected, window=window, max_shift=shift)
+        taken += calls[-1] is not None
+        assert (got is None) == (want is None)
+        if got is not None:
+            np.testing.assert_allclose(got, want, atol=1e-6)
+    assert 100 < taken < 400  # both paths were exercised
