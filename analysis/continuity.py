@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.fft
 
-from .audio.alignment import QUIET_SOURCE, valid_correlation
+from .audio.alignment import QUIET_SOURCE
 from .model import Finding, Location
 from .rundir import Stream, list_streams, read_float_wav, read_json
 
@@ -31,10 +32,72 @@ MIN_SPAN = {"normal": 1, "enhanced": 16}
 AFTER_SKIPS_S = (0.0, 0.6, 1.2)  # where after a boundary to locate the next span
 
 
-def locate(window: np.ndarray, source: np.ndarray, expected: int, search: int) -> tuple[int, float] | None:
+BLOCK = 1 << 16  # frames of source per FFT block of a search
+
+
+class SourceBlocks:
+    """A source's spectrum in overlapping blocks (overlap-save), each made
+    the first time a search reaches it and kept for the run: every boundary
+    of every stream of a track searches the same source, so a +-8 s search
+    costs the window's FFT and one inverse FFT per block instead of two FFTs
+    of 16 s, and the sliding energy of each block is summed once
+    (benchmarks/analysis_searches.py). Blocks overlap by the longest window,
+    so each lag's correlation lies whole inside one block. The FFTs are
+    float32 (see locate); the energies stay float64."""
+
+    def __init__(self, source: np.ndarray, max_window: int = WINDOW, block: int = BLOCK):
+        self.source = source
+        self.max_window = max_window
+        self.block = max(block, 1 << int(np.ceil(np.log2(2 * max_window))))
+        self.hop = self.block - max_window
+        self._spectra: dict[int, np.ndarray] = {}
+        self._energies: dict[tuple[int, int], np.ndarray] = {}
+
+    def _spectrum(self, j: int) -> np.ndarray:
+        spec = self._spectra.get(j)
+        if spec is None:
+            a = j * self.hop
+            spec = self._spectra[j] = scipy.fft.rfft(self.source[a:a + self.block].astype(np.float32), self.block)
+        return spec
+
+    def _energy(self, j: int, n: int) -> np.ndarray:
+        """sum(source[p:p + n] ** 2) for the block's lags p in [j*hop, (j+1)*hop)
+        (fewer at the source's end), by a running sum within the block."""
+        e = self._energies.get((j, n))
+        if e is None:
+            a = j * self.hop
+            x = self.source[a:a + self.hop + n - 1]
+            cs = np.concatenate([[0.0], np.cumsum(x * x)])
+            e = self._energies[(j, n)] = cs[n:] - cs[:-n]
+        return e
+
+    def search(self, window: np.ndarray, lo: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """(correlation, energy) of `window` against source[p:p + len(window)]
+        for every p in [lo, lo + count)."""
+        n = window.size
+        if n > self.max_window:
+            raise ValueError(f"window of {n} frames is longer than these blocks allow ({self.max_window})")
+        wspec = np.conj(scipy.fft.rfft(window.astype(np.float32), self.block))
+        num = np.empty(count, dtype=np.float32)
+        energy = np.empty(count, dtype=np.float64)
+        p, end = lo, lo + count
+        while p < end:
+            j = p // self.hop
+            a = j * self.hop
+            stop = min(end, a + self.hop)  # lags a..a+hop-1 read only this block (hop - 1 + n <= block)
+            c = scipy.fft.irfft(self._spectrum(j) * wspec, self.block)
+            num[p - lo: stop - lo] = c[p - a: stop - a]
+            energy[p - lo: stop - lo] = self._energy(j, n)[p - a: stop - a]
+            p = stop
+        return num, energy
+
+
+def locate(window: np.ndarray, source: np.ndarray, expected: int, search: int,
+           blocks: SourceBlocks | None = None) -> tuple[int, float] | None:
     """Where `window` (mono) starts in `source` (mono), searched within
     +-search of `expected`. Returns (position, correlation) or None if the
-    match is weak or ambiguous."""
+    match is weak or ambiguous. blocks: the source's SourceBlocks, shared by
+    the searches of a run (made here for a single search)."""
     n = window.size
     lo = max(0, expected - search)
     hi = min(source.size, expected + search + n)
@@ -43,14 +106,12 @@ def locate(window: np.ndarray, source: np.ndarray, expected: int, search: int) -
     # exact fast path: the normal stream is the source byte for byte
     if 0 <= expected <= source.size - n and np.array_equal(source[expected:expected + n], window):
         return expected, 1.0
-    seg = source[lo:hi]
-    # float32 FFTs (benchmarks/analysis_searches.py: 1.28x faster): this
-    # search places a peak to the frame and compares peaks against AMBIGUITY,
-    # far coarser than float32's rounding; the energies stay float64
-    num = valid_correlation(seg.astype(np.float32), window.astype(np.float32))
-    # sliding energy by a running sum (a convolution with ones is O(n) per lag)
-    cs = np.concatenate([[0.0], np.cumsum(seg * seg)])
-    energy = cs[n:] - cs[:-n]
+    # float32 FFTs (timed in benchmarks/analysis_searches.py): this search
+    # places a peak to the frame and compares peaks against AMBIGUITY, far
+    # coarser than float32's rounding
+    if blocks is None or blocks.source is not source or n > blocks.max_window:
+        blocks = SourceBlocks(source, max_window=max(n, WINDOW))
+    num, energy = blocks.search(window, lo, hi - lo - n + 1)
     e_win = float(np.dot(window, window))
     den = np.sqrt(np.maximum(energy, max(1e-20, QUIET_SOURCE * e_win)) * e_win)
     corr = num / den
@@ -60,9 +121,8 @@ def locate(window: np.ndarray, source: np.ndarray, expected: int, search: int) -
         return None
     # a second, separate peak nearly as high: periodic content (a sine) cannot be placed
     guard = 64
-    masked = corr.copy()
-    masked[max(0, best - guard): best + guard] = -np.inf
-    if masked.size and np.isfinite(masked).any() and float(masked.max()) >= AMBIGUITY * peak:
+    others = [part.max() for part in (corr[: max(0, best - guard)], corr[best + guard:]) if part.size]
+    if others and float(max(others)) >= AMBIGUITY * peak:
         return None
     return lo + best, peak
 
@@ -82,10 +142,11 @@ def boundaries(stream: Stream) -> list[tuple[int, int]]:
 
 
 def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, Any]],
-                   sources: dict[Path, tuple[np.ndarray, int] | None] | None = None) -> list[dict[str, Any]]:
+                   sources: dict[Path, tuple[np.ndarray, int, SourceBlocks] | None] | None = None
+                   ) -> list[dict[str, Any]]:
     """The boundaries of one stream, located in its source. sources: each
-    track's first channel (float64) and rate, read once per run by the
-    caller (a storm plays the same track hundreds of times)."""
+    track's first channel (float64), rate and search blocks, made once per
+    run by the caller (a storm plays the same track hundreds of times)."""
     info = stream.summary or {}
     track = tracks.get(info.get("track_id"))
     if not track:
@@ -95,7 +156,8 @@ def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, An
     if path not in sources:
         try:
             src, ssr = read_float_wav(path)
-            sources[path] = (src[:, 0].astype(np.float64), ssr)
+            mono = src[:, 0].astype(np.float64)
+            sources[path] = (mono, ssr, SourceBlocks(mono))
         except (OSError, ValueError):
             sources[path] = None
     try:
@@ -104,7 +166,7 @@ def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, An
         return []
     if sources[path] is None:
         return []
-    src_m, ssr = sources[path]
+    src_m, ssr, blocks = sources[path]
     if sr != ssr or cap.shape[0] < 2 * WINDOW:
         return []
     cap_m = cap[:, 0].astype(np.float64)
@@ -115,7 +177,7 @@ def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, An
     for ci, b in boundaries(stream):
         if b < WINDOW or b + WINDOW > cap_m.size:
             continue
-        before = locate(cap_m[b - WINDOW:b], src_m, start + b - WINDOW + shift, search)
+        before = locate(cap_m[b - WINDOW:b], src_m, start + b - WINDOW + shift, search, blocks)
         if before is None:
             continue
         off_before = before[0] - (b - WINDOW)
@@ -129,7 +191,7 @@ def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, An
             a = b + int(skip * sr)
             if a + WINDOW > cap_m.size:
                 break
-            found = locate(cap_m[a:a + WINDOW], src_m, a + off_before, search)
+            found = locate(cap_m[a:a + WINDOW], src_m, a + off_before, search, blocks)
             if found is None:
                 continue
             here = (found[0] - (a - b), found[1])
@@ -154,7 +216,7 @@ def analyse_continuity(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     tracks = {t.get("track_id"): t for t in (read_json(run_dir / "tracks.json", []) or [])}
     by_kind: dict[tuple[str, str], list[tuple[Stream, dict[str, Any]]]] = defaultdict(list)
     checked = 0
-    sources: dict[Path, tuple[np.ndarray, int] | None] = {}
+    sources: dict[Path, tuple[np.ndarray, int, SourceBlocks] | None] = {}
     for s in list_streams(run_dir):
         stype = (s.summary or {}).get("stream_type") or "unknown"
         for o in stream_offsets(s, run_dir, tracks, sources):

@@ -86,3 +86,40 @@ def test_a_bit_exact_capture_traces_at_whole_frames_with_correlation_one():
     assert known.sum() >= 35
     assert np.all(tr.lags[known] == start) and np.all(tr.corr[known] == 1.0)
     assert tr.anchored
+
+
+def test_searches_sharing_a_tracks_blocks_answer_as_the_float64_search_at_every_edge():
+    """One SourceBlocks serves every search of a run: windows at the track's
+    first and last frames, on and beside block edges (where a lag's
+    correlation must come whole from one block), searched off their place
+    and clipped by the track's ends, answer as the float64 search does."""
+    from analysis.continuity import SourceBlocks
+
+    src = _track("pink")
+    blocks = SourceBlocks(src)
+    rng = np.random.default_rng(11)
+    hop = blocks.hop
+    spots = [0, 1, hop - 1, hop, hop + 1, 3 * hop - 8192, 3 * hop - 8191, len(src) - 8192, len(src) - 8193]
+    for at in spots + [int(p) for p in rng.integers(0, len(src) - 8192, 12)]:
+        win = 0.6 * src[at:at + 8192] + 1e-4 * rng.standard_normal(8192)
+        for expected in (at, at + 5000, at - 70000):
+            got = locate(win, src, expected, int(8 * SR), blocks)
+            want = _locate_float64(win, src, expected, int(8 * SR))
+            assert want is not None and want[0] == at
+            assert got is not None and got[0] == at and got[1] == pytest.approx(want[1], abs=1e-4), (at, expected)
+    assert len(blocks._spectra) == -(-len(src) // hop)  # every block made once, none twice
+
+
+def test_block_correlation_and_energy_at_every_lag_across_block_edges():
+    from analysis.continuity import SourceBlocks
+
+    src = _track("pink")
+    blocks = SourceBlocks(src)
+    win = np.random.default_rng(12).standard_normal(8192)
+    for lo in (0, blocks.hop - 40, 2 * blocks.hop - 8192 - 40, len(src) - 8192 - 79):
+        num, energy = blocks.search(win, lo, 80)
+        want = np.array([np.dot(win, src[p:p + 8192]) for p in range(lo, lo + 80)])
+        want_e = np.array([np.dot(src[p:p + 8192], src[p:p + 8192]) for p in range(lo, lo + 80)])
+        scale = np.sqrt(np.dot(win, win) * want_e)
+        np.testing.assert_allclose(num / scale, want / scale, atol=2e-6)
+        np.testing.assert_allclose(energy, want_e, rtol=1e-9)
