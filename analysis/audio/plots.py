@@ -6,6 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+# Fixed margins, not constrained layout: the layout engine measures every
+# text's extent before drawing, which took 40% of each plot (0.38 s against
+# 0.23 s a plot), and these figures' labels never change length much.
+DEFECT_MARGINS = dict(left=0.08, right=0.98, top=0.94, bottom=0.08, hspace=0.3)
+TRACE_MARGINS = dict(left=0.1, right=0.97, top=0.93, bottom=0.11)
+
 
 def plot_defect(x: np.ndarray, sr: int, time_s: float, out_path: Path, *, title: str = "",
                 source=None, wave_half_s: float = 0.01, spec_half_s: float = 0.5) -> Path:
@@ -16,7 +22,8 @@ def plot_defect(x: np.ndarray, sr: int, time_s: float, out_path: Path, *, title:
 
     c = int(time_s * sr)
     lo, hi = max(0, c - int(wave_half_s * sr)), min(len(x), c + int(wave_half_s * sr))
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), constrained_layout=True)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6))
+    fig.subplots_adjust(**DEFECT_MARGINS)
     t = (np.arange(lo, hi) - c) / sr * 1000
     for ch in range(min(2, x.shape[1])):
         ax1.plot(t, x[lo:hi, ch], lw=0.8, label=f"capture ch{ch}")
@@ -53,7 +60,8 @@ def plot_position_trace(pos, out_path: Path, *, title: str = "") -> Path:
     tr = pos.trace
     t, src = tr.times_s(), tr.source_s()
     known = np.isfinite(src)
-    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig.subplots_adjust(**TRACE_MARGINS)
     end_t = tr.n_frames / tr.sr
     if pos.requested_s is not None:
         ax.plot([0, end_t], [pos.requested_s, pos.requested_s + end_t], color="0.6", lw=1.0, ls="--",
