@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
-from .audio.alignment import QUIET_SOURCE
+from .audio.alignment import QUIET_SOURCE, BlockSpectra
 from .model import Finding, Location
 from .rundir import Stream, list_streams, read_float_wav, read_json
 
@@ -32,33 +31,18 @@ MIN_SPAN = {"normal": 1, "enhanced": 16}
 AFTER_SKIPS_S = (0.0, 0.6, 1.2)  # where after a boundary to locate the next span
 
 
-BLOCK = 1 << 16  # frames of source per FFT block of a search
+BLOCK = 1 << 16  # frames of source per FFT block of a search, at least
 
 
-class SourceBlocks:
-    """A source's spectrum in overlapping blocks (overlap-save), each made
-    the first time a search reaches it and kept for the run: every boundary
-    of every stream of a track searches the same source, so a +-8 s search
-    costs the window's FFT and one inverse FFT per block instead of two FFTs
-    of 16 s, and the sliding energy of each block is summed once
-    (benchmarks/analysis_searches.py). Blocks overlap by the longest window,
-    so each lag's correlation lies whole inside one block. The FFTs are
-    float32 (see locate); the energies stay float64."""
+class SourceBlocks(BlockSpectra):
+    """A track's search blocks for continuity (BlockSpectra), with each
+    block's sliding energy for the window length summed once as well. The
+    energies stay float64."""
 
-    def __init__(self, source: np.ndarray, max_window: int = WINDOW, block: int = BLOCK):
+    def __init__(self, source: np.ndarray, max_window: int = WINDOW):
+        super().__init__(source, max_window, min_block=BLOCK)
         self.source = source
-        self.max_window = max_window
-        self.block = max(block, 1 << int(np.ceil(np.log2(2 * max_window))))
-        self.hop = self.block - max_window
-        self._spectra: dict[int, np.ndarray] = {}
         self._energies: dict[tuple[int, int], np.ndarray] = {}
-
-    def _spectrum(self, j: int) -> np.ndarray:
-        spec = self._spectra.get(j)
-        if spec is None:
-            a = j * self.hop
-            spec = self._spectra[j] = scipy.fft.rfft(self.source[a:a + self.block].astype(np.float32), self.block)
-        return spec
 
     def _energy(self, j: int, n: int) -> np.ndarray:
         """sum(source[p:p + n] ** 2) for the block's lags p in [j*hop, (j+1)*hop)
@@ -74,19 +58,14 @@ class SourceBlocks:
     def search(self, window: np.ndarray, lo: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(correlation, energy) of `window` against source[p:p + len(window)]
         for every p in [lo, lo + count)."""
+        num = self.correlation(window, lo, count)
         n = window.size
-        if n > self.max_window:
-            raise ValueError(f"window of {n} frames is longer than these blocks allow ({self.max_window})")
-        wspec = np.conj(scipy.fft.rfft(window.astype(np.float32), self.block))
-        num = np.empty(count, dtype=np.float32)
         energy = np.empty(count, dtype=np.float64)
         p, end = lo, lo + count
         while p < end:
             j = p // self.hop
             a = j * self.hop
-            stop = min(end, a + self.hop)  # lags a..a+hop-1 read only this block (hop - 1 + n <= block)
-            c = scipy.fft.irfft(self._spectrum(j) * wspec, self.block)
-            num[p - lo: stop - lo] = c[p - a: stop - a]
+            stop = min(end, a + self.hop)
             energy[p - lo: stop - lo] = self._energy(j, n)[p - a: stop - a]
             p = stop
         return num, energy
@@ -149,7 +128,8 @@ def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, An
     run by the caller (a storm plays the same track hundreds of times)."""
     info = stream.summary or {}
     track = tracks.get(info.get("track_id"))
-    if not track:
+    spots = boundaries(stream)
+    if not track or not spots:  # most streams of a storm end before their first boundary: no audio to read
         return []
     sources = {} if sources is None else sources
     path = run_dir / track["file"]
@@ -174,7 +154,7 @@ def stream_offsets(stream: Stream, run_dir: Path, tracks: dict[Any, dict[str, An
     search = int(SEARCH_S * sr)
     out = []
     shift = 0  # source offset - capture offset, carried across boundaries
-    for ci, b in boundaries(stream):
+    for ci, b in spots:
         if b < WINDOW or b + WINDOW > cap_m.size:
             continue
         before = locate(cap_m[b - WINDOW:b], src_m, start + b - WINDOW + shift, search, blocks)

@@ -3,7 +3,8 @@
 - continuity's +-8 s locate (float32 FFTs in overlap-save blocks of the
   source), alone and per search of a run that shares the track's blocks,
   against the same search with scipy's float64 correlate, as it was;
-- the whole-source index search (float32) against the float64 one;
+- the whole-source index search (float32, in overlap-save blocks) against
+  a float64 one by one FFT pair of the whole track;
 - the position trace of a bit-exact (normal path) capture, whose windows are
   matched exactly, against a processed one, which is searched;
 - optionally a run directory's whole analysis, in x real time of its audio.
@@ -78,7 +79,7 @@ def main() -> int:
     aw = 3 * SR
     index = _SourceIndex(src.astype(np.float32), aw)
     seg = src[at:at + SR]
-    n = index.n
+    n = scipy.fft.next_fast_len(len(src) + aw, real=True)  # one FFT pair of the whole track, as it was
     spec = scipy.fft.rfft(src, n)
     cs = index.cs
     i32 = best(lambda: index._search(seg, ambiguity=0.97, guard=SR // 2), a.repeats)

@@ -54,6 +54,48 @@ def _mono(x: np.ndarray) -> np.ndarray:
 QUIET_SOURCE = 1e-6
 
 
+class BlockSpectra:
+    """A signal's spectrum in overlapping blocks (overlap-save), each made
+    the first time a search reaches it and kept: the searches of a run all
+    look in the same few tracks, so a search costs the window's FFT at the
+    block's size and one inverse FFT per block, instead of two FFTs of the
+    whole span searched (benchmarks/analysis_searches.py). Blocks overlap by
+    the longest window, so each lag's correlation lies whole inside one
+    block. float32: these searches place a peak (see QUIET_SOURCE)."""
+
+    def __init__(self, signal: np.ndarray, max_window: int, min_block: int = 1 << 16):
+        self.signal = signal
+        self.max_window = max_window
+        # three windows a block: fewer inverse FFTs than two, smaller ones than four
+        self.block = max(min_block, 1 << int(np.ceil(np.log2(3 * max_window))))
+        self.hop = self.block - max_window
+        self._spectra: dict[int, np.ndarray] = {}
+
+    def spectrum(self, j: int) -> np.ndarray:
+        spec = self._spectra.get(j)
+        if spec is None:
+            a = j * self.hop
+            spec = self._spectra[j] = scipy.fft.rfft(self.signal[a:a + self.block].astype(np.float32), self.block)
+        return spec
+
+    def correlation(self, window: np.ndarray, lo: int, count: int) -> np.ndarray:
+        """sum(window * signal[p:p + len(window)]) for p in [lo, lo + count), float32."""
+        n = window.size
+        if n > self.max_window:
+            raise ValueError(f"window of {n} frames is longer than these blocks allow ({self.max_window})")
+        wspec = scipy.fft.rfft(window.astype(np.float32), self.block)
+        np.conjugate(wspec, out=wspec)
+        out = np.empty(count, dtype=np.float32)
+        p, end = lo, lo + count
+        while p < end:
+            j = p // self.hop
+            a = j * self.hop
+            stop = min(end, a + self.hop)  # lags a..a+hop-1 read only this block (hop - 1 + n <= block)
+            out[p - lo: stop - lo] = scipy.fft.irfft(self.spectrum(j) * wspec, self.block)[p - a: stop - a]
+            p = stop
+        return out
+
+
 def valid_correlation(ref: np.ndarray, seg: np.ndarray) -> np.ndarray:
     """correlate(ref, seg, "valid") by one FFT of ref's own length: the valid
     lags never wrap, so no padding to the full convolution size is needed

@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
-from .alignment import QUIET_SOURCE, _mono, estimate_lag, locate_change
+from .alignment import QUIET_SOURCE, BlockSpectra, _mono, estimate_lag, locate_change
 from .defect import AudioDefect
 
 _TINY = 1e-20
@@ -111,21 +110,21 @@ class SourceIndexCache:
 
 
 class _SourceIndex:
-    """The source's spectrum and running energy, made once per source, so a
-    whole-source search of one window costs one FFT pair. The FFTs are
-    float32 (benchmarks/analysis_searches.py: 1.44-1.55x faster than float64
-    on a 90 s track): these searches only place a peak, which the local
-    float64 search then refines, and the energies stay float64."""
+    """The source's spectrum in blocks (BlockSpectra) and its running
+    energy, made once per source, so a whole-source search of one window
+    costs one small FFT and an inverse FFT per block. The FFTs are float32
+    (benchmarks/analysis_searches.py: faster than float64 on a 90 s track):
+    these searches only place a peak, which the local float64 search then
+    refines, and the energies stay float64."""
 
     def __init__(self, sm: np.ndarray, window: int):
         self.sm = sm
         self.window = window
-        self.n = scipy.fft.next_fast_len(len(sm) + window, real=True)
-        self.spec = scipy.fft.rfft(sm.astype(np.float32), self.n)
+        self.blocks = BlockSpectra(sm, window)
         self.cs = np.concatenate([[0.0], np.cumsum(sm.astype(np.float64) ** 2)])
         # answers by the segment's bytes: the streams of a storm that start
         # where others did carry the same head (the normal path is bit-exact),
-        # and each whole-source search is two FFTs of the track's length
+        # and each whole-source search is an inverse FFT of every block
         self._answers: dict[tuple[bytes, float, int], tuple[int, float] | None] = {}
 
     def search(self, seg: np.ndarray, *, ambiguity: float, guard: int) -> tuple[int, float] | None:
@@ -141,11 +140,15 @@ class _SourceIndex:
         w = len(seg)
         if len(self.sm) < w:
             return None
-        c = scipy.fft.irfft(self.spec * np.conj(scipy.fft.rfft(seg.astype(np.float32), self.n)), self.n)
-        c = c[: len(self.sm) - w + 1]
-        e = self.cs[w:] - self.cs[: len(self.cs) - w]
+        c = self.blocks.correlation(seg, 0, len(self.sm) - w + 1)
+        # in place where it can be: each temporary of a track's length is
+        # tens of MiB of fresh pages, which cost as much as the arithmetic
         e_seg = float(np.dot(seg, seg))
-        ncc = c / np.sqrt(e_seg * np.maximum(e, max(1e-12, QUIET_SOURCE * e_seg)))
+        ncc = np.subtract(self.cs[w:], self.cs[: len(self.cs) - w])  # the sliding energy
+        np.maximum(ncc, max(1e-12, QUIET_SOURCE * e_seg), out=ncc)
+        ncc *= e_seg
+        np.sqrt(ncc, out=ncc)
+        np.divide(c, ncc, out=ncc)
         k = int(np.argmax(ncc))
         best = float(ncc[k])
         # the best other place, outside the peak's own guard
