@@ -123,3 +123,18 @@ def test_block_correlation_and_energy_at_every_lag_across_block_edges():
         scale = np.sqrt(np.dot(win, win) * want_e)
         np.testing.assert_allclose(num / scale, want / scale, atol=2e-6)
         np.testing.assert_allclose(energy, want_e, rtol=1e-9)
+
+
+def test_whole_source_block_correlation_equals_one_fft_pair_of_the_track():
+    """The position index's blocks (three 3 s windows long) give every lag of
+    a whole-track search as one FFT pair of the whole track does."""
+    from analysis.audio.alignment import BlockSpectra, valid_correlation
+
+    src = _track("pink")
+    seg = src[5 * SR: 8 * SR] * 0.5
+    blocks = BlockSpectra(src, 3 * SR)
+    assert -(-len(src) // blocks.hop) > 2  # several blocks, so their joins are crossed
+    got = blocks.correlation(seg, 0, len(src) - len(seg) + 1)
+    want = valid_correlation(src, seg)
+    np.testing.assert_allclose(got, want, atol=2e-6 * float(np.abs(want).max()))
+    assert int(np.argmax(got)) == 5 * SR
