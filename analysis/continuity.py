@@ -41,7 +41,6 @@ class SourceBlocks(BlockSpectra):
 
     def __init__(self, source: np.ndarray, max_window: int = WINDOW):
         super().__init__(source, max_window, min_block=BLOCK)
-        self.source = source
         self._energies: dict[tuple[int, int], np.ndarray] = {}
 
     def _energy(self, j: int, n: int) -> np.ndarray:
@@ -50,7 +49,7 @@ class SourceBlocks(BlockSpectra):
         e = self._energies.get((j, n))
         if e is None:
             a = j * self.hop
-            x = self.source[a:a + self.hop + n - 1]
+            x = self.signal[a:a + self.hop + n - 1]
             cs = np.concatenate([[0.0], np.cumsum(x * x)])
             e = self._energies[(j, n)] = cs[n:] - cs[:-n]
         return e
@@ -58,17 +57,10 @@ class SourceBlocks(BlockSpectra):
     def search(self, window: np.ndarray, lo: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(correlation, energy) of `window` against source[p:p + len(window)]
         for every p in [lo, lo + count)."""
-        num = self.correlation(window, lo, count)
-        n = window.size
         energy = np.empty(count, dtype=np.float64)
-        p, end = lo, lo + count
-        while p < end:
-            j = p // self.hop
-            a = j * self.hop
-            stop = min(end, a + self.hop)
-            energy[p - lo: stop - lo] = self._energy(j, n)[p - a: stop - a]
-            p = stop
-        return num, energy
+        for j, here, there in self.spans(lo, count):
+            energy[there] = self._energy(j, window.size)[here]
+        return self.correlation(window, lo, count), energy
 
 
 def locate(window: np.ndarray, source: np.ndarray, expected: int, search: int,
@@ -88,7 +80,7 @@ def locate(window: np.ndarray, source: np.ndarray, expected: int, search: int,
     # float32 FFTs (timed in benchmarks/analysis_searches.py): this search
     # places a peak to the frame and compares peaks against AMBIGUITY, far
     # coarser than float32's rounding
-    if blocks is None or blocks.source is not source or n > blocks.max_window:
+    if blocks is None or blocks.signal is not source or n > blocks.max_window:
         blocks = SourceBlocks(source, max_window=max(n, WINDOW))
     num, energy = blocks.search(window, lo, hi - lo - n + 1)
     e_win = float(np.dot(window, window))

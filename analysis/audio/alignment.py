@@ -86,14 +86,21 @@ class BlockSpectra:
         wspec = scipy.fft.rfft(window.astype(np.float32), self.block)
         np.conjugate(wspec, out=wspec)
         out = np.empty(count, dtype=np.float32)
+        for j, here, there in self.spans(lo, count):
+            out[there] = scipy.fft.irfft(self.spectrum(j) * wspec, self.block)[here]
+        return out
+
+    def spans(self, lo: int, count: int):
+        """(block, its slice, the output's slice) covering lags [lo, lo + count):
+        block j serves lags j*hop .. j*hop + hop - 1, which read only its own
+        frames (hop - 1 + window <= block)."""
         p, end = lo, lo + count
         while p < end:
             j = p // self.hop
             a = j * self.hop
-            stop = min(end, a + self.hop)  # lags a..a+hop-1 read only this block (hop - 1 + n <= block)
-            out[p - lo: stop - lo] = scipy.fft.irfft(self.spectrum(j) * wspec, self.block)[p - a: stop - a]
+            stop = min(end, a + self.hop)
+            yield j, slice(p - a, stop - a), slice(p - lo, stop - lo)
             p = stop
-        return out
 
 
 def valid_correlation(ref: np.ndarray, seg: np.ndarray) -> np.ndarray:
