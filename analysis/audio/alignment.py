@@ -12,6 +12,7 @@ Lag up = source frames skipped = ``dropped_samples``; down = ``repeated_samples`
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,7 +91,7 @@ class BlockSpectra:
             out[there] = scipy.fft.irfft(self.spectrum(j) * wspec, self.block)[here]
         return out
 
-    def spans(self, lo: int, count: int):
+    def spans(self, lo: int, count: int) -> Iterator[tuple[int, slice, slice]]:
         """(block, its slice, the output's slice) covering lags [lo, lo + count):
         block j serves lags j*hop .. j*hop + hop - 1, which read only its own
         frames (hop - 1 + window <= block)."""
