@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from analysis.loop import analyse_loop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,9 +125,36 @@ def test_without_tracing_the_same_stalls_are_all_the_targets(tmp_path):
     assert metrics["loop_traced_stall_count"] == 0
 
 
-def test_the_slowdown_is_measured_and_grows_with_the_frames_recorded():
-    from instrument.agent.memtrace import measure_slowdown
+def test_the_slowdown_is_the_traced_time_over_the_bare_time_at_the_frames_asked_for(monkeypatch):
+    # known answer without a clock: a stand-in workload whose CPU time is set by
+    # the tracing state, so the ratio, the frames it traced with and the tracing
+    # being stopped afterwards are checked exactly (how the real ratio grows with
+    # the frames is a speed figure: benchmarks/tracemalloc_slowdown.py prints it)
     import tracemalloc
-    one, ten = measure_slowdown(1), measure_slowdown(10)
-    assert 1.5 < one < ten, (one, ten)  # each recorded frame costs every allocation
-    assert not tracemalloc.is_tracing()
+    from instrument.agent import memtrace
+    seen = []
+
+    def fake_cpu_s(reps, n):
+        frames = tracemalloc.get_traceback_limit() if tracemalloc.is_tracing() else 0
+        seen.append(frames)
+        return 0.004 * (1 + frames)
+
+    monkeypatch.setattr(memtrace, "_best_cpu_s", fake_cpu_s)
+    assert memtrace.measure_slowdown(1) == 2.0 and memtrace.measure_slowdown(10) == 11.0
+    assert seen == [0, 1, 0, 10] and not tracemalloc.is_tracing()
+    # a traced pass measured faster than the bare one is noise, not a speed-up
+    monkeypatch.setattr(memtrace, "_best_cpu_s", lambda reps, n: 0.004 / (1 + tracemalloc.is_tracing()))
+    assert memtrace.measure_slowdown(10) == 1.0
+    monkeypatch.setattr(memtrace, "_best_cpu_s", lambda reps, n: 0.0)
+    assert memtrace.measure_slowdown(10) == 1.0
+
+    def fails_when_traced(reps, n):
+        if tracemalloc.is_tracing():
+            raise RuntimeError("workload failed")
+        return 0.004
+
+    monkeypatch.setattr(memtrace, "_best_cpu_s", fails_when_traced)
+    with pytest.raises(RuntimeError):
+        memtrace.measure_slowdown(10)
+    assert not tracemalloc.is_tracing()  # the tracing it started is stopped on the way out
+
