@@ -35,6 +35,15 @@ class OwnedProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def wait_exit(self, timeout_s: float) -> bool:
+        """Wait up to timeout_s for the leader to exit; True once it has. A
+        poll loop's sleep would let a finished process wait out the interval."""
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     @property
     def returncode(self) -> int | None:
         return self.proc.poll()
