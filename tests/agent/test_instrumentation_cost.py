@@ -157,4 +157,3 @@ def test_the_slowdown_is_the_traced_time_over_the_bare_time_at_the_frames_asked_
     with pytest.raises(RuntimeError):
         memtrace.measure_slowdown(10)
     assert not tracemalloc.is_tracing()  # the tracing it started is stopped on the way out
-
