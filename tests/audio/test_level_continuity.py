@@ -27,14 +27,16 @@ def music_chain():
     return through_chain(dense_music(60.0, SR, seed=91).astype(np.float32), 91, sr=SR)  # the benchmark's: 2026, 4242
 
 
-def _resonant(n: int, seed: int) -> np.ndarray:
-    """Noise through two sharp resonances: predictable, as music's partials are."""
+def _resonant(n: int, seed: int, *, innovation: bool = False):
+    """Noise through two sharp resonances: predictable, as music's partials
+    are (and, with ``innovation``, the white noise's scale in the result)."""
     e = np.random.default_rng(seed).standard_normal((n, 2))
     y = e
     for f, r in ((440.0, 0.995), (1830.0, 0.99)):
         w = 2 * np.pi * f / SR
         y = lfilter([1.0], [1.0, -2 * r * np.cos(w), r * r], y, axis=0)
-    return y / np.max(np.abs(y))
+    peak = np.max(np.abs(y))
+    return (y / peak, 1 / peak) if innovation else y / peak
 
 
 @pytest.mark.parametrize("step_db", [1.0, -1.0, 3.0])
@@ -58,6 +60,21 @@ def test_an_onset_is_vetoed_not_read_as_a_step():
     x[c:c + 2000] += hit * np.std(x) * 3
     step, t = continuity_step(x, np.array([c]))
     assert np.isnan(t[0]) and np.isnan(step[0])
+
+
+def test_a_soft_onset_that_lifts_the_residual_by_four_fifths_is_vetoed():
+    """Quieter new energy, white noise lifting the residual after the
+    position to 1.7-1.8x its power before (and before it to 0.6x the power
+    after, backwards): not a scaled continuation, vetoed. The veto once let
+    ratios up to 2x through, and on the music-like corpus positions of that
+    kind (0.5-0.65 and 1.3-1.6) scored z 5-10 as steps."""
+    x, scale = _resonant(4 * SR, seed=0, innovation=True)
+    c = 2 * SR
+    x[c:c + 4096] += np.random.default_rng(100).standard_normal((4096, 2)) * scale * np.sqrt(0.04)
+    step, t = continuity_step(x, np.array([c]))
+    assert np.isnan(t[0]) and np.isnan(step[0])
+    loose = continuity_step(x, np.array([c]), veto=2.0)
+    assert np.isfinite(loose[1][0]) and abs(loose[0][0]) < 0.1, loose  # scored, as a 0 dB step, under 2x
 
 
 def test_the_clean_music_chain_has_no_defects(music_chain):
