@@ -495,7 +495,38 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
                 al.segments[0:1] = [(0, l1), (at, l2)]
                 al.scores.insert(0, db)
                 al.start_lag = l1
+    _drop_unkept_changes(al)
     return al
+
+
+# a lag change this large (frames) is a skip, never the EQ's phase drift (a
+# fraction of a frame to a frame or two), so the checkpoints after it must agree
+KEPT_CHANGE_MIN = 8
+
+
+def _drop_unkept_changes(al: Alignment) -> None:
+    """A lag change that the checkpoints after it do not keep is dropped (in
+    place). A periodic note's head under a pre-echo (the past replayed,
+    fading out) matches the source a fraction of a period away: at 147 Hz a
+    200 ms echo's head read 120 frames off, by 25 dB, a sure step, and every
+    later checkpoint of the chunk read the old lag again, so the whole rest
+    of the stream was aligned 120 frames out and the echo was reported as a
+    repeat. A change of at least KEPT_CHANGE_MIN frames stands only if the
+    median lag of the checkpoints from it to the next change (two or more)
+    is nearer its lag than the previous one."""
+    k = 1
+    while k < len(al.segments):
+        at, lag = al.segments[k]
+        before = al.segments[k - 1][1]
+        end = al.segments[k + 1][0] if k + 1 < len(al.segments) else np.inf
+        seen = [f for p, f, _ in al.checkpoints if at <= p < end]
+        if abs(lag - before) >= KEPT_CHANGE_MIN and len(seen) >= 2:
+            m = float(np.median(seen))
+            if abs(m - before) < abs(m - lag):
+                del al.segments[k]
+                del al.scores[k - 1]
+                continue
+        k += 1
 
 
 def detect_drops_and_repeats(x: np.ndarray, sr: int, boundaries: np.ndarray, alignment: Alignment, *,

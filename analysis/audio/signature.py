@@ -86,19 +86,82 @@ def echo_weights(xm: np.ndarray, c: int, lag: int, *, frame: int, frames: int,
         return np.where(ok, (yp * ss - ys * ps) / np.where(ok, det, 1.0), np.nan)
 
 
+def _fade_models(w: np.ndarray, frame_s: float, L: float):
+    t = (np.arange(len(w)) + 0.5) * frame_s
+    u = np.clip(t / L, 0.0, 1.0)
+    return (("cos2", np.cos(0.5 * np.pi * u) ** 2), ("linear", 1.0 - u))
+
+
+def _fade_error(w: np.ndarray, frame_s: float, L: float) -> float:
+    """The least squared error of a fade of length L (either shape) against the trace w."""
+    good = np.isfinite(w)
+    return min(float(np.sum((w[good] - m[good]) ** 2)) for _, m in _fade_models(w, frame_s, L))
+
+
 def _fade_fit(w: np.ndarray, frame_s: float) -> tuple[float, str]:
     """(fade length s, shape) of a weight trace falling from ~1 to ~0: the
     length and shape (equal-power cos^2, or linear) whose curve fits best."""
-    t = (np.arange(len(w)) + 0.5) * frame_s
     good = np.isfinite(w)
     best = (np.inf, 0.0, "cos2")
     for L in np.arange(2, len(w) + 1) * frame_s:
-        u = np.clip(t / L, 0.0, 1.0)
-        for shape, model in (("cos2", np.cos(0.5 * np.pi * u) ** 2), ("linear", 1.0 - u)):
+        for shape, model in _fade_models(w, frame_s, L):
             e = float(np.sum((w[good] - model[good]) ** 2))
             if e < best[0]:
                 best = (e, float(L), shape)
     return best[1], best[2]
+
+
+def _echo_trace(xm: np.ndarray, c: int, lag: int, *, frame: int, sm: np.ndarray | None,
+                frames: int | None = None) -> np.ndarray:
+    """The echo's fade per frame after c, over ``frames`` (2.5 lags): its weights
+    (echo_weights), without a source relative to the content's own
+    similarity at this lag, measured before the boundary, which is what the
+    weight tends to once the echo has faded: w = fade + (1 - fade) * a0."""
+    w = echo_weights(xm, c, lag, frame=frame, frames=frames or max(4, int(2.5 * lag / frame)), sm=sm)
+    before = xm[c - lag: c].astype(np.float64)
+    past = xm[c - 2 * lag: c - lag].astype(np.float64)
+    a0 = 0.0 if sm is not None else float(np.clip((before @ past) / (past @ past + _TINY), -0.9, 0.9))
+    return np.clip((np.nan_to_num(w, nan=a0) - a0) / (1.0 - a0), -0.5, 1.5)
+
+
+def _match_curve(xm: np.ndarray, c: int, *, lag_min: int, lag_max: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+    """echo_match_db's match (dB) at every lag in [lag_min, lag_max] for one
+    centre, in float64: (lags ascending, dB)."""
+    past = xm[c - lag_max: c - lag_min + head].astype(np.float64)
+    h = xm[c: c + head].astype(np.float64)
+    n = scipy.fft.next_fast_len(len(past) + head, real=True)
+    cor = scipy.fft.irfft(scipy.fft.rfft(past, n) * np.conj(scipy.fft.rfft(h, n)), n)[: len(past) - head + 1]
+    cs = np.concatenate([[0.0], np.cumsum(past * past)])
+    e_past = cs[head:] - cs[: len(cs) - head]
+    e_h = float(h @ h)
+    err = np.maximum(e_h + e_past - 2 * cor, 0.0)
+    db = 10 * np.log10((e_h + _TINY) / (err + 1e-9 * e_h + _TINY))
+    return (lag_max - np.arange(len(db)))[::-1], db[::-1]
+
+
+def replay_lag(xm: np.ndarray, c: int, lag: int, *, lag_min: int, lag_max: int, head: int, frame: int,
+               sm: np.ndarray | None, within_db: float = 6.0) -> int:
+    """The replayed audio's length at a confirmed echo whose head matches its
+    past best at ``lag``. On periodic content the head matches its past as
+    well a whole number of periods either side of the replay's length (a
+    147 Hz note's 200 ms echo matched best at 16, 180, 227 and 316 ms), and
+    the shortest such lag even reads as a repeat. The replay fades out over
+    its own length: among the lags that match within ``within_db`` of the
+    best (local maxima), the one whose own echo weights a fade of its
+    length fits best, each over the same frames (2.5 of the longest lag).
+    At the right lag the past is the replayed audio itself; a period either
+    side it is the content a period away, and the fit degrades. One
+    candidate (aperiodic content): ``lag`` itself."""
+    lags, db = _match_curve(xm, c, lag_min=lag_min, lag_max=lag_max, head=head)
+    peak = np.r_[False, (db[1:-1] >= db[:-2]) & (db[1:-1] >= db[2:]), False]
+    cands = lags[peak & (db >= np.max(db) - within_db)]
+    cands = cands[(c - 2 * cands >= 0) & (c + 2 * cands <= len(xm))]
+    if len(cands) < 2:
+        return lag
+    frames = max(4, int(2.5 * cands.max() / frame))
+    errors = [_fade_error(_echo_trace(xm, c, int(L), frame=frame, sm=sm, frames=frames), float(frame), float(L))
+              for L in cands]
+    return int(cands[int(np.argmin(errors))])
 
 
 def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=None, x_mono: np.ndarray | None = None,
@@ -149,6 +212,7 @@ def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=No
         c, lag = int(b[i]), int(lags[i])
         if c - 2 * lag < 0 or c + 2 * lag > len(xm):
             continue
+        lag = replay_lag(xm, c, lag, lag_min=lag_min, lag_max=lag_max, head=head, frame=frame, sm=sm)
         half = xm[c + lag // 2 - head // 2: c + lag // 2 + head // 2].astype(np.float64)
         diff = half - xm[c - lag + lag // 2 - head // 2: c - lag + lag // 2 + head // 2]
         if 10 * np.log10((half @ half + _TINY) / (diff @ diff + 1e-9 * (half @ half) + _TINY)) >= match_min_db:
@@ -160,16 +224,7 @@ def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=No
                                        cf.false_alarm_rate, {"method": "self_match", "match_db": cf.metric,
                                                              "lag_frames": lag, "n_reference": cf.n_reference}))
             continue
-        nfr = max(4, int(2.5 * lag / frame))
-        w = echo_weights(xm, c, lag, frame=frame, frames=nfr, sm=sm)
-        # without a source, the content's own similarity at this lag,
-        # measured before the boundary, is what the weight tends to once the
-        # echo has faded: w = fade + (1 - fade) * a0
-        before = xm[c - lag: c].astype(np.float64)
-        past = xm[c - 2 * lag: c - lag].astype(np.float64)
-        a0 = 0.0 if sm is not None else float(np.clip((before @ past) / (past @ past + _TINY), -0.9, 0.9))
-        fade = (np.nan_to_num(w, nan=a0) - a0) / (1.0 - a0)
-        fade_s, shape = _fade_fit(np.clip(fade, -0.5, 1.5), frame / sr)
+        fade_s, shape = _fade_fit(_echo_trace(xm, c, lag, frame=frame, sm=sm), frame / sr)
         out.append(AudioDefect("pre_echo", c / sr, i, 1000.0 * lag / sr, "ms", cf.score, cf.false_alarm_rate,
                                {"match_db": cf.metric, "lag_frames": lag, "fade_s": round(fade_s, 4),
                                 "fade_shape": shape, "n_reference": cf.n_reference}))
