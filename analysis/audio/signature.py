@@ -87,6 +87,7 @@ def echo_weights(xm: np.ndarray, c: int, lag: int, *, frame: int, frames: int,
 
 
 def _fade_models(w: np.ndarray, frame_s: float, L: float):
+    """The two fade shapes of length L on w's frame centres: (name, curve) pairs."""
     t = (np.arange(len(w)) + 0.5) * frame_s
     u = np.clip(t / L, 0.0, 1.0)
     return (("cos2", np.cos(0.5 * np.pi * u) ** 2), ("linear", 1.0 - u))
