@@ -44,9 +44,10 @@ HALF_WINDOW = 4096  # the predictor's fit: 2 x 85 ms straddling the position
 # event, not a gain. Dev music-like corpus (seed 1234; 60 injected 1 dB
 # steps, 5 h clean): injected steps' ratios 0.63-1.29; 1.6 in place of 2.0
 # left every step's z where it was and took out half the clean positions
-# scoring z >= 6 (2 -> 1 of 29,000) and a quarter of those >= 5 (8 -> 6)
-# (events' ratios: 0.5-0.65 and 1.3-1.6), and with fewer such references
-# beside them 28 steps instead of 25 were confirmed; 1.5 began to lose steps
+# scoring z >= 6 (2 -> 1 of 29,000) and a quarter of those >= 5 (8 -> 6):
+# the events it takes out read 0.5-0.62 (or over 1.6) in a channel and a
+# direction. With fewer such references beside them 28 steps instead of 25
+# were confirmed; 1.5 began to lose steps
 VETO_RATIO = 1.6
 
 
