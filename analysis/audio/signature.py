@@ -31,6 +31,19 @@ _TINY = 1e-20
 EXPLAINS = ("click", "gap", "level_step", "spectral_step", "crossfade_dip", "dropped_samples", "repeated_samples")
 
 
+def _lag_misfit(past: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Per row and offset j into ``past``: |h - past[j:j+head]|^2 less |h|^2
+    (the same for every j of a row), by one batched FFT correlation. Rows of
+    past (P, span) and h (P, head); offsets 0..span-head."""
+    span, head = past.shape[1], h.shape[1]
+    n = scipy.fft.next_fast_len(span, real=True)  # valid lags never wrap (see alignment.valid_correlation)
+    cor = scipy.fft.irfft(scipy.fft.rfft(past, n, axis=1) * np.conj(scipy.fft.rfft(h, n, axis=1)), n,
+                          axis=1)[:, : span - head + 1]
+    cs = np.zeros((len(past), span + 1))
+    np.cumsum(past * past, axis=1, dtype=np.float64, out=cs[:, 1:])
+    return cs[:, head:] - cs[:, : cs.shape[1] - head] - 2 * cor
+
+
 def echo_match_db(xm: np.ndarray, centers: np.ndarray, *, lag_min: int, lag_max: int,
                   head: int) -> tuple[np.ndarray, np.ndarray]:
     """Per centre c: how well xm[c:c+head] is explained by xm[c-L:c-L+head]
@@ -45,17 +58,11 @@ def echo_match_db(xm: np.ndarray, centers: np.ndarray, *, lag_min: int, lag_max:
     span = lag_max - lag_min + head  # the past the head may have come from
     past = windows_at(xm, c[ok] - lag_max, span).astype(np.float32, copy=False)
     h = windows_at(xm, c[ok], head).astype(np.float32, copy=False)
-    n = scipy.fft.next_fast_len(span, real=True)  # valid lags never wrap (see alignment.valid_correlation)
     # the search in float32 (half the FFT cost); the chosen lag's match is
     # then measured exactly in float64
-    cor = scipy.fft.irfft(scipy.fft.rfft(past, n, axis=1) * np.conj(scipy.fft.rfft(h, n, axis=1)), n,
-                          axis=1)[:, : span - head + 1]
-    cs = np.zeros((len(past), span + 1))
-    np.cumsum(past * past, axis=1, dtype=np.float64, out=cs[:, 1:])
-    e_past = cs[:, head:] - cs[:, : cs.shape[1] - head]
+    j = np.argmin(_lag_misfit(past, h), axis=1)  # e_h is the same for every lag of a row
     h64 = h.astype(np.float64)
     e_h = np.einsum("ij,ij->i", h64, h64)
-    j = np.argmin(e_past - 2 * cor, axis=1)  # e_h is the same for every lag of a row
     P = np.arange(len(j))
     d = h64 - past[P[:, None], j[:, None] + np.arange(head)[None, :]]
     err = np.einsum("ij,ij->i", d, d)
@@ -128,14 +135,10 @@ def _echo_trace(xm: np.ndarray, c: int, lag: int, *, frame: int, sm: np.ndarray 
 def _match_curve(xm: np.ndarray, c: int, *, lag_min: int, lag_max: int, head: int) -> tuple[np.ndarray, np.ndarray]:
     """echo_match_db's match (dB) at every lag in [lag_min, lag_max] for one
     centre, in float64: (lags ascending, dB)."""
-    past = xm[c - lag_max: c - lag_min + head].astype(np.float64)
-    h = xm[c: c + head].astype(np.float64)
-    n = scipy.fft.next_fast_len(len(past) + head, real=True)
-    cor = scipy.fft.irfft(scipy.fft.rfft(past, n) * np.conj(scipy.fft.rfft(h, n)), n)[: len(past) - head + 1]
-    cs = np.concatenate([[0.0], np.cumsum(past * past)])
-    e_past = cs[head:] - cs[: len(cs) - head]
-    e_h = float(h @ h)
-    err = np.maximum(e_h + e_past - 2 * cor, 0.0)
+    past = xm[c - lag_max: c - lag_min + head].astype(np.float64)[None, :]
+    h = xm[c: c + head].astype(np.float64)[None, :]
+    e_h = float(h[0] @ h[0])
+    err = np.maximum(e_h + _lag_misfit(past, h)[0], 0.0)
     db = 10 * np.log10((e_h + _TINY) / (err + 1e-9 * e_h + _TINY))
     return (lag_max - np.arange(len(db)))[::-1], db[::-1]
 
