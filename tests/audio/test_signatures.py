@@ -71,7 +71,7 @@ def test_pre_echo_found_with_its_length_and_fade_and_nothing_else(name, with_sou
             assert d.detail["fade_s"] == pytest.approx(0.2, abs=0.03) and d.detail["fade_shape"] == "cos2"
 
 
-@pytest.mark.parametrize("name", ["pink", "sweep", "timecode", "music", "dense"])
+@pytest.mark.parametrize("name", ["tone", "pink", "sweep", "timecode", "music", "dense", "periodic"])
 @pytest.mark.parametrize("with_source", [True, False])
 def test_fade_in_dip_found_with_its_length_and_depth_and_nothing_else(name, with_source):
     src, x, b = case(name, 32)
@@ -80,7 +80,10 @@ def test_fade_in_dip_found_with_its_length_and_depth_and_nothing_else(name, with
     for i, d in enumerate(res.defects):
         assert d.boundary_index == i and d.time_s == pytest.approx(b[i] / SR)
         assert d.magnitude >= 20.0  # dB under the level before the boundary
-        assert d.detail["length_s"] == pytest.approx(0.2, abs=0.03 if with_source else 0.1)
+        # with the source, to the 5 ms frame; without it music's own level
+        # moves under the fade's, and steady content's frames leave 20 ms
+        tolerance = 0.006 if with_source else (0.1 if name in ("music", "dense") else 0.02)
+        assert d.detail["length_s"] == pytest.approx(0.2, abs=tolerance)
 
 
 def test_a_plain_repeat_is_not_an_echo():
