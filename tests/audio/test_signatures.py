@@ -86,6 +86,30 @@ def test_fade_in_dip_found_with_its_length_and_depth_and_nothing_else(name, with
         assert d.detail["length_s"] == pytest.approx(0.2, abs=tolerance)
 
 
+def test_a_fade_in_into_quieter_content_is_still_a_dip():
+    """Without the source the level a dip climbs back to is the content's,
+    and music's moves by a few dB of its own: 4 dB under the level before
+    the boundary is a fade-in's recovery, one finding."""
+    src, x, b = case("pink", 36)
+    at = int(b[0])
+    y = x.copy()
+    y[at:] *= np.float32(10 ** (-4 / 20))
+    res = analyse_capture(fade_in(y, b[:1]), SR, b)
+    assert [(d.kind, d.boundary_index) for d in res.defects] == [("fade_in_dip", 0)], res.defects
+    assert res.defects[0].detail["length_s"] == pytest.approx(0.2, abs=0.02)
+
+
+@pytest.mark.parametrize("with_source", [True, False])
+def test_a_level_step_down_is_not_a_fade_in_dip(with_source):
+    """A step down stays at its depth: a level step, not a dip."""
+    src, x, b = case("pink", 36)
+    y = x.copy()
+    y[int(b[0]):] *= np.float32(10 ** (-20 / 20))
+    res = analyse_capture(y, SR, b, source=src if with_source else None)
+    kinds = [d.kind for d in res.defects if d.boundary_index == 0]
+    assert "fade_in_dip" not in kinds and "level_step" in kinds, res.defects
+
+
 def test_a_plain_repeat_is_not_an_echo():
     src, x, b = case("pink", 33)
     at, n = int(b[0]), int(0.03 * SR)
