@@ -446,7 +446,8 @@ def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sourc
             continue  # digital silence: a gap's, not a fade's
         after = tr[fs[i]: fs[i] + nmax] - pre[i]
         own = None if sm is None else own_rendition(xm, sm, int(b[i]), nmax * frame)
-        if own is not None and len(own) >= nmax * frame:
+        if own is not None and len(own) >= nmax * frame and own @ own > 1e-6 * float(
+                np.sum(np.square(xm[int(b[i]): int(b[i]) + len(own)], dtype=np.float64))):  # a source is there
             L, shape = _fade_in_fit_own(xm, own, int(b[i]), frame, nmax)
             L /= sr
         else:
