@@ -11,7 +11,7 @@ import bisect
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .model import Finding, Location
 from .rundir import AGENT, iter_jsonl
@@ -31,6 +31,47 @@ def _names(run_dir: Path) -> dict[str, str]:
     for r in iter_jsonl(run_dir / AGENT / "threads.jsonl"):
         out.update(r.get("names") or {})
     return out
+
+
+def outside_delay(run_dir: Path) -> Callable[[float, float], float] | None:
+    """A function (a, b) -> ms by which the machine, not the target, held
+    up the target's work in the wall-clock window [a, b]: the longest
+    run-queue wait any target thread had over it (the sampler's schedstat
+    readings around it, prorated to the window), times the share of the
+    machine's busy CPU then that was not the target's (the load generator's
+    and other processes'). The target's threads queueing behind each other
+    is its own latency and stays out; so does work that is slow on a free
+    core (CPU time, no wait). The loop's host stalls see only the loop
+    thread: a first chunk rendered in an executor that waited for a core
+    behind another run's processes read as 1.9 s of the reference's own
+    time to first audio. None without the sampler's waits (not Linux, or a
+    run from before they were recorded)."""
+    rows = list(iter_jsonl(Path(run_dir) / CPU_THREADS))
+    meta = next((r for r in rows if r.get("meta")), None)
+    samples = sorted((r for r in rows if not r.get("meta") and r.get("waits") and r.get("busy") is not None),
+                     key=lambda r: r["t"])
+    if not meta or len(samples) < 2:
+        return None
+    ms = 1000.0 / float(meta.get("clk_tck") or 100)
+    times = [r["t"] for r in samples]
+
+    def delay(a: float, b: float) -> float:
+        i = max(0, bisect.bisect_right(times, a) - 1)
+        j = min(len(samples) - 1, bisect.bisect_left(times, b))
+        if j <= i or b <= a:
+            return 0.0
+        s0, s1 = samples[i], samples[j]
+        w0, w1 = s0["waits"], s1["waits"]
+        wait = max((w1[t] - w0[t] for t in w1 if t in w0), default=0.0)
+        t0, t1 = s0.get("threads") or {}, s1.get("threads") or {}
+        target = sum(max(0, v[1] - t0[t][1]) for t, v in t1.items() if t in t0) * ms
+        busy = (s1["busy"] - s0["busy"]) * ms
+        if busy <= 0 or wait <= 0:
+            return 0.0
+        share = min(1.0, max(0.0, (busy - target) / busy))
+        return wait * share * min(1.0, (b - a) / (s1["t"] - s0["t"]))
+
+    return delay
 
 
 def who_took_the_cpu(run_dir: Path, stalls: list[dict[str, Any]]) -> tuple[list[Finding], dict[str, Any]]:

@@ -42,13 +42,17 @@ HOST_SHARE = 0.5  # a stall mostly spent in the run queue: the machine's (analys
 
 def starved_ttfa(run_dir: Path) -> tuple[int, int, float]:
     """Of the streams slower than TTFA_SLOW_MS to first audio, how many the
-    host explains: the loop waited for a CPU (host stalls) for at least the
-    time by which they were late. Returns (explained, slow, host ms in them)."""
+    host explains: the loop waited for a CPU (host stalls), or the target's
+    threads waited for one while the machine's other load ran
+    (cpu_share.outside_delay), for at least the time by which they were
+    late. Returns (explained, slow, host ms in them)."""
+    from .cpu_share import outside_delay
     from .rundir import AGENT, iter_jsonl, list_streams
 
     host = [(float(s["t"]), float(s["t"]) + float(s["duration_ms"]) / 1000)
             for s in iter_jsonl(Path(run_dir) / AGENT / "stalls.jsonl")
             if (s.get("runq_wait_ms") or 0) >= HOST_SHARE * float(s.get("duration_ms") or 0)]
+    outside = outside_delay(Path(run_dir))
     explained = slow = 0
     total = 0.0
     for st in list_streams(Path(run_dir)):
@@ -57,7 +61,8 @@ def starved_ttfa(run_dir: Path) -> tuple[int, int, float]:
         if sent is None or first is None or (first - sent) * 1000 <= TTFA_SLOW_MS:
             continue
         slow += 1
-        waited = sum(max(0.0, min(b, first) - max(a, sent)) for a, b in host) * 1000
+        waited = max(sum(max(0.0, min(b, first) - max(a, sent)) for a, b in host) * 1000,
+                     outside(sent, first) if outside else 0.0)
         total += waited
         if waited >= (first - sent) * 1000 - TTFA_SLOW_MS:
             explained += 1
@@ -109,8 +114,9 @@ def apply_severity_rules(findings: list[Finding], run_dir: Path | None = None,
             explained, slow, waited = starved_ttfa(Path(run_dir))
             if slow and explained * 2 > slow:
                 f.section = "environment"
-                why.append(f"for {explained} of {slow} slow streams the loop waited for a CPU (host stalls, "
-                           f"{waited:.0f} ms in all) at least as long as they were late: the machine's delay")
+                why.append(f"for {explained} of {slow} slow streams the target waited for a CPU while the "
+                           f"machine's other load ran ({waited:.0f} ms in all) at least as long as they were "
+                           "late: the machine's delay")
         if why:
             f.evidence.append("severity rule: " + "; ".join(why))
     return findings

@@ -7,6 +7,11 @@ over the stall's window say whose threads ran instead: the target's own
 (streaming workers, a DSP pool: a defect of the target) or the load generator
 and other processes (the environment). analysis/cpu_share.py judges.
 
+Each thread's run-queue wait (schedstat) is recorded too: how long the
+target's work was held up waiting for a core, which with the machine's busy
+time says how much of a stream's latency the machine, not the target, added
+(analysis/cpu_share.outside_delay).
+
 Linux only; elsewhere it records nothing and the analysis says so.
 """
 from __future__ import annotations
@@ -35,6 +40,15 @@ def _ticks(path: str) -> tuple[str, int] | None:
         return None
 
 
+def _runq_ms(path: str) -> float | None:
+    """A thread's time runnable but waiting for a CPU (schedstat's second field, ns), in ms."""
+    try:
+        with open(path, "rb") as fh:
+            return int(fh.read().split()[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class ThreadCpuSampler:
     def __init__(self, target_pid: int, out_path: Path, period_s: float = 0.1):
         self.pid = target_pid
@@ -58,7 +72,7 @@ class ThreadCpuSampler:
             self._thread.join(timeout=5)
 
     def _sample(self) -> dict | None:
-        threads = {}
+        threads, waits = {}, {}
         try:
             tids = os.listdir(f"/proc/{self.pid}/task")
         except OSError:
@@ -67,6 +81,9 @@ class ThreadCpuSampler:
             got = _ticks(f"/proc/{self.pid}/task/{tid}/stat")
             if got:
                 threads[tid] = [got[0], got[1]]
+            w = _runq_ms(f"/proc/{self.pid}/task/{tid}/schedstat")
+            if w is not None:
+                waits[tid] = round(w, 3)
         loadgen = 0
         for p in self.others:
             got = _ticks(f"/proc/{p}/stat")
@@ -78,7 +95,8 @@ class ThreadCpuSampler:
             busy, total = sum(cpu) - cpu[3] - (cpu[4] if len(cpu) > 4 else 0), sum(cpu)
         except (OSError, ValueError, IndexError):
             busy = total = None
-        return {"t": time.time(), "threads": threads, "loadgen": loadgen, "busy": busy, "total": total}
+        return {"t": time.time(), "threads": threads, "waits": waits, "loadgen": loadgen, "busy": busy,
+                "total": total}
 
     def _run(self) -> None:
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
