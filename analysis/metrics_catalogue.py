@@ -43,7 +43,8 @@ METRICS: tuple[Metric, ...] = (
     _m("ttfa_p95_ms", "ms", "lower", "time to first audio, 95th percentile"),
     _m("ttfa_max_ms", "ms", "lower", "time to first audio, worst stream"),
     _m("ttfa_own_p95_ms", "ms", "lower",
-       "time to first audio less the time the loop waited for a CPU meanwhile, 95th percentile"),
+       "time to first audio less the time the machine held the target up meanwhile (its loop's CPU "
+       "waits, or its threads' run-queue waits behind other processes), 95th percentile"),
     _m("frame_gap_p99_ms", "ms", "lower", "gap between consecutive frames, 99th percentile"),
     _m("frame_gap_max_ms", "ms", "lower", "longest gap between consecutive frames"),
     _m("underruns", "count", "lower", "times a client's playback buffer ran dry"),
