@@ -232,18 +232,27 @@ def _replay_misfit(xm: np.ndarray, c: int, lag: int, own: np.ndarray, span: int)
     u = t / span
     best = np.inf
     for _, f in _fade_models(t, 1.0, float(lag)):
-        r = y - f * p
-        a = (1 - f) * o  # the two columns are a and a u: their 2 x 2 normal equations by hand
-        au = a * u
-        g00, g01, g11 = a @ a, a @ au, au @ au
-        b0, b1 = a @ r, au @ r
-        det = g00 * g11 - g01 * g01
-        if det <= 1e-12 * (g00 * g11 + _TINY):
-            fit = b0 * b0 / (g00 + _TINY)
-        else:
-            fit = (g11 * b0 * b0 - 2 * g01 * b0 * b1 + g00 * b1 * b1) / det
-        best = min(best, float(r @ r - fit))
+        a = (1 - f) * o  # the new audio under the fade, and it times the gain line's slope
+        best = min(best, float(_two_column_residual(a, a * u, y - f * p)))
     return best / (float(y @ y) + _TINY)
+
+
+def _two_column_residual(c0: np.ndarray, c1: np.ndarray, y: np.ndarray,
+                         q: np.ndarray | None = None) -> np.ndarray:
+    """The least-squares residual energy of y on the two columns c0 and c1
+    (weights q per sample, or none), along the last axis and broadcast over
+    the others (a batch of fade lengths): the 2 x 2 normal equations by hand,
+    a column's alone where the two are collinear."""
+    qy = y if q is None else q * y
+    g00, g01, g11 = ((c0 * c0) @ q, (c0 * c1) @ q, (c1 * c1) @ q) if q is not None else (
+        np.sum(c0 * c0, -1), np.sum(c0 * c1, -1), np.sum(c1 * c1, -1))
+    b0, b1 = c0 @ qy, c1 @ qy
+    det = g00 * g11 - g01 * g01
+    ok = det > 1e-12 * (g00 * g11) + _TINY
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fit = np.where(ok, (g11 * b0 * b0 - 2 * g01 * b0 * b1 + g00 * b1 * b1) / np.where(ok, det, 1.0),
+                       b0 * b0 / (g00 + _TINY))
+    return qy @ y - fit
 
 
 def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=None, x_mono: np.ndarray | None = None,
@@ -369,11 +378,7 @@ def _fade_in_fit_own(xm: np.ndarray, own: np.ndarray, c: int, frame: int, frames
     u = np.clip(t[None, :] / lengths[:, None], 0.0, 1.0)  # (lengths, frames)
     best = (np.inf, 0.0, "sin2")
     for shape, f in (("sin2", np.sin(0.5 * np.pi * u) ** 2), ("linear", u)):
-        ft = f * (t / (n * frame))[None, :]  # columns f and f t, per length: 2 x 2 normal equations
-        g00, g01, g11 = (f * f) @ q, (f * ft) @ q, (ft * ft) @ q
-        b0, b1 = f @ (q * w), ft @ (q * w)
-        det = np.maximum(g00 * g11 - g01 * g01, 1e-12 * g00 * g11 + _TINY)
-        err = (q * w) @ w - (g11 * b0 * b0 - 2 * g01 * b0 * b1 + g00 * b1 * b1) / det
+        err = _two_column_residual(f, f * (t / (n * frame))[None, :], w, q)  # per length: the fade, its gain line
         k = int(np.argmin(err))
         if err[k] < best[0]:
             best = (float(err[k]), float(lengths[k]), shape)
