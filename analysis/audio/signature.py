@@ -206,10 +206,10 @@ def replay_lag(xm: np.ndarray, c: int, lag: int, *, lag_min: int, lag_max: int, 
     lags, db = _match_curve(xm, c, lag_min=lag_min, lag_max=lag_max, head=head)
     peak = np.r_[False, (db[1:-1] >= db[:-2]) & (db[1:-1] >= db[2:]), False]
     cands = lags[peak & (db >= np.max(db) - within_db)]
-    cands = cands[(c - 2 * cands >= 0) & (c + 2 * cands <= len(xm))]
+    cands = cands[(c - 2 * cands >= 0) & (c + cands <= len(xm))]
     if len(cands) < 2:
         return lag
-    frames = max(4, int(2.5 * cands.max() / frame))
+    frames = min(max(4, int(2.5 * cands.max() / frame)), (len(xm) - c) // frame)
     if own is not None and len(own) >= frames * frame:
         errors = [_replay_misfit(xm, c, int(L), own, frames * frame) for L in cands]
     else:
@@ -301,7 +301,7 @@ def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=No
         if not (cf.confirmed and cf.metric >= match_min_db):
             continue
         c, lag = int(b[i]), int(lags[i])
-        if c - 2 * lag < 0 or c + 2 * lag > len(xm):
+        if c - 2 * lag < 0 or c + lag > len(xm):  # the fade's fit takes what the stream has left after one replay
             continue
         own = None if sm is None else own_rendition(xm, sm, c, int(2.5 * lag_max) + 4 * frame)
         lag = replay_lag(xm, c, lag, lag_min=lag_min, lag_max=lag_max, head=head, frame=frame, own=own)
@@ -434,10 +434,14 @@ def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sourc
     refs = reference_positions(len(x), b, sr, count=n_reference, guard_s=max_len_s + 0.25, seed=seed + 5)
     pos = np.concatenate([b, refs])
     f0 = -(-pos // frame)  # first whole frame at or after the position
-    ok = (f0 - nb - 1 >= 0) & (f0 + nmax <= len(tr))
+    # the depth needs only the head after the position; the fade's fit takes
+    # what the stream has left of max_len_s (a fade-in 0.5 s before the end
+    # was left to the gap, level, spectral and crossfade detectors: four
+    # findings for one defect)
+    ok = (f0 - nb - 1 >= 0) & (f0 + nh + 1 <= len(tr))
     cs = np.concatenate([[0.0], np.cumsum(np.nan_to_num(tr, nan=0.0))])
     bad = np.concatenate([[0], np.cumsum(~np.isfinite(tr))])
-    fs = np.clip(f0, nb + 1, len(tr) - nmax)
+    fs = np.clip(f0, nb + 1, len(tr) - nh - 1)
     pre = (cs[fs - 1] - cs[fs - 1 - nb]) / nb  # the frame straddling the position is left out
     hd = (cs[fs + nh] - cs[fs]) / nh
     m = np.where(ok & (bad[fs + nh] - bad[fs - 1 - nb] == 0) & (pre > (-200 if source is not None else -90)),
@@ -451,7 +455,7 @@ def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sourc
             continue  # digital silence: a gap's, not a fade's
         after = tr[fs[i]: fs[i] + nmax] - pre[i]
         own = None if sm is None else own_rendition(xm, sm, int(b[i]), nmax * frame)
-        if own is not None and len(own) >= nmax * frame and own @ own > 1e-6 * float(
+        if own is not None and len(own) >= len(after) * frame and own @ own > 1e-6 * float(
                 np.sum(np.square(xm[int(b[i]): int(b[i]) + len(own)], dtype=np.float64))):  # a source is there
             L, shape = _fade_in_fit_own(xm, own, int(b[i]), frame, nmax)
             L /= sr

@@ -86,6 +86,31 @@ def test_fade_in_dip_found_with_its_length_and_depth_and_nothing_else(name, with
         assert d.detail["length_s"] == pytest.approx(0.2, abs=tolerance)
 
 
+@pytest.mark.parametrize("with_source", [True, False])
+def test_a_pre_echo_a_third_of_a_second_before_the_end_is_one_pre_echo(with_source):
+    """Past one replay's length after the boundary the stream has what the
+    echo's fade needs; before, 2.5 replays were asked for, and the echo was
+    left unnamed (a level and a spectral step with the source, nothing
+    without it)."""
+    src, x, _ = case("pink", 37)
+    b = np.array([len(x) - int(0.3 * SR)])
+    res = analyse_capture(pre_echo(x, b), SR, b, source=src if with_source else None)
+    assert [(d.kind, d.boundary_index) for d in res.defects] == [("pre_echo", 0)], res.defects
+    assert res.defects[0].magnitude == pytest.approx(200.0, abs=0.1)
+
+
+@pytest.mark.parametrize("with_source", [True, False])
+def test_a_fade_in_half_a_second_before_the_end_is_one_fade_in_dip(with_source):
+    """The fit takes what the stream has left: near its end the fade is still
+    named, not left to the detectors that see its parts (a gap, a level and
+    a spectral step, a crossfade dip)."""
+    src, x, _ = case("pink", 37)
+    b = np.array([len(x) - int(0.5 * SR)])
+    res = analyse_capture(fade_in(x, b), SR, b, source=src if with_source else None)
+    assert [(d.kind, d.boundary_index) for d in res.defects] == [("fade_in_dip", 0)], res.defects
+    assert res.defects[0].detail["length_s"] == pytest.approx(0.2, abs=0.006 if with_source else 0.02)
+
+
 def test_a_fade_in_into_quieter_content_is_still_a_dip():
     """Without the source the level a dip climbs back to is the content's,
     and music's moves by a few dB of its own: 4 dB under the level before
