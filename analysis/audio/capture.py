@@ -72,7 +72,8 @@ def analyse_capture(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source: n
     signatures = [d for d in signatures if d.kind == "pre_echo"]
     echoed = {d.boundary_index for d in signatures}
     # an echo fading under quieter new audio is also a dip: the echo explains it
-    signatures += [d for d in detect_fade_in_dips(x, sr, b, source=src, seed=seed) if d.boundary_index not in echoed]
+    dips = detect_fade_in_dips(x, sr, b, source=src, seed=seed, x_mono=xm if src is not None else None)
+    signatures += [d for d in dips if d.boundary_index not in echoed]
     if signatures:
         gone = {id(d) for d in explained_by(signatures, sr, defects)}
         defects = [d for d in defects if id(d) not in gone] + signatures

@@ -283,10 +283,10 @@ def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=No
     pos = np.concatenate([b, refs])
     mr, lr = echo_match_db(xm, refs, lag_min=lag_min, lag_max=lag_max, head=head)
     m, lags = np.concatenate([mb, mr]), np.concatenate([lb, lr])
-    if source is not None:
+    sm = None if source is None else (source.mono() if hasattr(source, "mono") else _mono(np.asarray(source)))
+    if sm is not None:
         # the source's own match at the same lag is content (a sweep or a
         # tone matches itself a period earlier): only the excess is an echo
-        sm = source.mono() if hasattr(source, "mono") else _mono(np.asarray(source))
         ok = np.isfinite(m) & (pos - lags >= 0) & (pos + head <= len(sm))
         if ok.any():
             h = windows_at(sm, pos[ok], head).astype(np.float64)
@@ -296,7 +296,6 @@ def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=No
     conf = confirm(m[: len(b)], m[len(b):], z_min=z_min, excess_min=excess_min_db, scale_floor=1.0)
     out = []
     frame = int(0.005 * sr)
-    sm = None if source is None else (source.mono() if hasattr(source, "mono") else _mono(np.asarray(source)))
     for i, cf in enumerate(conf):
         if not (cf.confirmed and cf.metric >= match_min_db):
             continue
@@ -330,6 +329,11 @@ def level_trace(x: np.ndarray, frame: int) -> np.ndarray:
     return level_trace_db(x, 1, frame)[0]
 
 
+def _fade_in_shapes(u: np.ndarray):
+    """The two fade-in shapes at u = time / length in [0, 1]: (name, amplitude) pairs."""
+    return (("sin2", np.sin(0.5 * np.pi * u) ** 2), ("linear", u))
+
+
 def _fade_in_fit(after_db: np.ndarray, frame_s: float, floor_db: float = -50.0,
                  offset_s: float = 0.0) -> tuple[float, str]:
     """(length s, shape) of a fade-in from a level trace (dB per frame; the
@@ -345,8 +349,7 @@ def _fade_in_fit(after_db: np.ndarray, frame_s: float, floor_db: float = -50.0,
     t = offset_s + (np.arange(len(y))[:, None] + (np.arange(sub)[None, :] + 0.5) / sub) * frame_s
     best = (np.inf, 0.0, "sin2")
     for L in np.arange(2, len(y) + 1) * frame_s:
-        u = np.clip(t / L, 1e-6, 1.0)
-        for shape, amp in (("sin2", np.sin(0.5 * np.pi * u) ** 2), ("linear", u)):
+        for shape, amp in _fade_in_shapes(np.clip(t / L, 1e-6, 1.0)):
             model = np.maximum(10 * np.log10(np.mean(amp * amp, axis=1)), floor_db)
             r = y - model
             e = float(np.sum((r - r.mean()) ** 2))
@@ -377,7 +380,7 @@ def _fade_in_fit_own(xm: np.ndarray, own: np.ndarray, c: int, frame: int, frames
     lengths = np.arange(2, n + 1) * frame
     u = np.clip(t[None, :] / lengths[:, None], 0.0, 1.0)  # (lengths, frames)
     best = (np.inf, 0.0, "sin2")
-    for shape, f in (("sin2", np.sin(0.5 * np.pi * u) ** 2), ("linear", u)):
+    for shape, f in _fade_in_shapes(u):
         err = _two_column_residual(f, f * (t / (n * frame))[None, :], w, q)  # per length: the fade, its gain line
         k = int(np.argmin(err))
         if err[k] < best[0]:
@@ -388,13 +391,14 @@ def _fade_in_fit_own(xm: np.ndarray, own: np.ndarray, c: int, frame: int, frames
 def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=None, frame_s: float = 0.005,
                         before_s: float = 0.1, head_s: float = 0.01, z_min: float = 6.0, excess_min_db: float = 10.0,
                         scale_floor_db: float = 0.5, max_len_s: float = 1.0, min_len_s: float = 0.03,
-                        n_reference: int = 80,
-                        seed: int = 0) -> list[AudioDefect]:
+                        n_reference: int = 80, seed: int = 0,
+                        x_mono: np.ndarray | None = None) -> list[AudioDefect]:
     """Fade-in dips at boundaries. magnitude: depth in dB (level of the first
     ``head_s`` after the boundary under the level of the ``before_s`` before
     it, positive); detail: the fade's length and shape fitted to the level
-    climbing back. With the aligned source, levels are relative to its own.
-    A fade from silence is deep (>= 10 dB over the references' median) and
+    climbing back. With the aligned source, levels are relative to its own,
+    and the length is fitted against its rendition (x_mono: the capture's
+    mid signal when the caller has it). A fade from silence is deep (>= 10 dB over the references' median) and
     lasts (>= ``min_len_s``); a 5 ms dip at a time-code slot edge is neither."""
     b = np.asarray(boundaries, dtype=np.int64)
     if not len(b):
@@ -427,10 +431,7 @@ def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sourc
         k = min(len(st), len(tr))
         tr = np.where(st[:k] > -90, tr[:k] - st[:k], np.nan)
     nmax = int(max_len_s / frame_s)
-    xm = sm = None
-    if source is not None:
-        xm = _mono(x)
-        sm = source.mono() if hasattr(source, "mono") else _mono(np.asarray(source))
+    xm, sm = x_mono, None  # the mid signals, made when a confirmed dip needs its rendition
     refs = reference_positions(len(x), b, sr, count=n_reference, guard_s=max_len_s + 0.25, seed=seed + 5)
     pos = np.concatenate([b, refs])
     f0 = -(-pos // frame)  # first whole frame at or after the position
@@ -454,6 +455,9 @@ def detect_fade_in_dips(x: np.ndarray, sr: int, boundaries: np.ndarray, *, sourc
         if np.sum(absolute[fs[i]: fs[i] + 4] < -120) >= 2:
             continue  # digital silence: a gap's, not a fade's
         after = tr[fs[i]: fs[i] + nmax] - pre[i]
+        if source is not None and sm is None:
+            xm = _mono(x) if xm is None else xm
+            sm = source.mono() if hasattr(source, "mono") else _mono(np.asarray(source))
         own = None if sm is None else own_rendition(xm, sm, int(b[i]), nmax * frame)
         if own is not None and len(own) >= len(after) * frame and own @ own > 1e-6 * float(
                 np.sum(np.square(xm[int(b[i]): int(b[i]) + len(own)], dtype=np.float64))):  # a source is there
