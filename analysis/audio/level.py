@@ -392,8 +392,8 @@ def band_line_step_db(x: np.ndarray, sr: int, boundaries: np.ndarray, centers: n
     return out
 
 
-def _waveform_continuity(x: np.ndarray, refs: np.ndarray, step_all: np.ndarray, t_all: np.ndarray, conf: list,
-                         statistic: list, open_: np.ndarray, *, z_min: float, excess_min_db: float) -> None:
+def _waveform_continuity(x: np.ndarray, b: np.ndarray, refs: np.ndarray, step_all: np.ndarray, t_all: np.ndarray,
+                         conf: list, statistic: list, open_: np.ndarray, *, z_min: float, excess_min_db: float) -> None:
     """The third stand-in without a source, for dense music-like content
     where neither level statistic sees 1 dB (continuity.py): the
     continuity t-value judged against the references' (z_min, beating every
@@ -409,7 +409,11 @@ def _waveform_continuity(x: np.ndarray, refs: np.ndarray, step_all: np.ndarray, 
         could = (np.abs(t_b) >= z_min / 2) & (np.abs(step_b) >= excess_min_db)
     if not could.any():
         return
-    step_r, t_r = continuity_step(x, refs)
+    # judged with the channels' agreement on both sides of the comparison
+    # (the references lose their one-channel events too); the contradiction
+    # test before this keeps every boundary's reading
+    step_r, t_r = continuity_step(x, refs, agree=True)
+    step_b, t_b = continuity_step(x, b[open_], agree=True)
     idx = np.nonzero(open_)[0]
     for j, cf in enumerate(confirm(t_b, t_r, z_min=z_min, two_sided=True)):
         i = idx[j]
@@ -513,7 +517,7 @@ def detect_level_steps(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source
                 conf[i] = dataclasses.replace(cf, confirmed=False)
         open_ = np.array([not cf.confirmed for cf in conf])
         if open_.any():
-            _waveform_continuity(x, refs, step_c, t_c, conf, statistic, open_, z_min=z_min,
+            _waveform_continuity(x, b, refs, step_c, t_c, conf, statistic, open_, z_min=z_min,
                                  excess_min_db=excess_min_db)
     return [AudioDefect("level_step", float(b[i] / sr), i, cf.metric, "dB", cf.score, cf.false_alarm_rate,
                         {"source_relative": source is not None, "n_reference": cf.n_reference,

@@ -154,3 +154,36 @@ def test_a_level_step_the_waveform_contradicts_is_vetoed_and_one_it_confirms_sta
     assert [(d.boundary_index, d.detail["statistic"]) for d in found] == [(i, "band lines")], found
     monkeypatch.setattr(level, "CONTRADICT_DB", np.inf)  # and the veto is what kept the clean one out
     assert [d.boundary_index for d in level.detect_level_steps(x, SR, b)] == [i]
+
+
+def test_a_step_in_one_channel_only_is_not_a_gain_when_the_channels_must_agree():
+    """A gain scales every channel alike. With ``agree`` a position whose
+    channels read different steps (here 2 dB on the left, none on the right:
+    an event in one channel's window, as a hat panned left is) is NaN; the
+    same step in both channels is read at its size."""
+    x = _resonant(4 * SR, seed=6)
+    c = 2 * SR
+    one, both = x.copy(), x.copy()
+    one[c:, 0] *= 10 ** (2.0 / 20)
+    both[c:] *= 10 ** (2.0 / 20)
+    s_one, t_one = continuity_step(one, np.array([c]))
+    assert abs(s_one[0] - 1.0) < 0.1 and abs(t_one[0]) > 20, (s_one, t_one)  # without: read as the mean, 1 dB
+    s_one, t_one = continuity_step(one, np.array([c]), agree=True)
+    assert np.isnan(s_one[0]) and np.isnan(t_one[0])
+    s_both, t_both = continuity_step(both, np.array([c]), agree=True)
+    assert abs(s_both[0] - 2.0) < 0.1 and abs(t_both[0]) > 20, (s_both, t_both)
+
+
+def test_channel_agreement_is_chi_squared_on_each_channels_standard_error():
+    """Two channels reading 1.0 and 0.4 dB, each at t = 10 (standard error
+    0.1 and 0.04 dB): 0.6 dB apart is 0.6^2 / (0.1^2 + 0.04^2 + 2 x 0.07^2)
+    = 17 (each variance widened by a tenth of the 0.7 dB step); at t = 2
+    (0.5 and 0.2 dB) it is 1.2, within chance."""
+    from analysis.audio.continuity import channel_chi
+
+    db = np.array([[1.0, 1.0], [0.4, 0.4]])
+    t = np.array([[10.0, 2.0], [10.0, 2.0]])
+    chi = channel_chi(db, t, db.mean(0))
+    expect = [0.36 / (0.01 + 0.0016 + 2 * 0.0049), 0.36 / (0.25 + 0.04 + 2 * 0.0049)]
+    assert np.allclose(chi, expect), (chi, expect)
+    assert channel_chi(np.array([[0.5], [0.5]]), np.array([[0.0], [3.0]]), np.array([0.5]))[0] == 0.0
