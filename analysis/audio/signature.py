@@ -338,23 +338,30 @@ def _fade_in_fit(after_db: np.ndarray, frame_s: float, floor_db: float = -50.0,
                  offset_s: float = 0.0) -> tuple[float, str]:
     """(length s, shape) of a fade-in from a level trace (dB per frame; the
     first frame starts ``offset_s`` after the boundary): the sin^2 or linear
-    amplitude fade of length L, plus a free level after it (content moves
-    on), that fits the trace best in dB. In dB the deep early frames, where
-    the fade and not the content sets the level, weigh most; so each frame's
-    model is its mean power under the fade, not the fade's power at its
-    centre (in the first frame of a 200 ms sin^2 fade those differ by 5 dB,
-    and lengths read 10-20 ms short)."""
+    amplitude fade of length L, times a free level line, that fits the trace
+    best in dB. The line is the chain's ramp from its predecessor's gain,
+    which moves the content's level by dB over the second after the
+    boundary: with only a constant, the late frames' mean set the early
+    frames' level and an exactly periodic note's 200 ms fade read 225 ms.
+    In dB the deep early frames, where the fade and not the content sets the
+    level, weigh most; so each frame's model is its mean power under the
+    fade, not the fade's power at its centre (in the first frame of a 200 ms
+    sin^2 fade those differ by 5 dB, and lengths read 10-20 ms short)."""
     y = np.nan_to_num(np.maximum(after_db, floor_db), nan=0.0)
+    n = len(y)
     sub = 8  # points per frame for its mean power
-    t = offset_s + (np.arange(len(y))[:, None] + (np.arange(sub)[None, :] + 0.5) / sub) * frame_s
+    t = offset_s + (np.arange(n)[:, None] + (np.arange(sub)[None, :] + 0.5) / sub) * frame_s
+    lengths = np.arange(2, n + 1) * frame_s
+    tc = t.mean(axis=1) - t.mean()
     best = (np.inf, 0.0, "sin2")
-    for L in np.arange(2, len(y) + 1) * frame_s:
-        for shape, amp in _fade_in_shapes(np.clip(t / L, 1e-6, 1.0)):
-            model = np.maximum(10 * np.log10(np.mean(amp * amp, axis=1)), floor_db)
-            r = y - model
-            e = float(np.sum((r - r.mean()) ** 2))
-            if e < best[0]:
-                best = (e, float(L), shape)
+    for shape, amp in _fade_in_shapes(np.clip(t[None, :, :] / lengths[:, None, None], 1e-6, 1.0)):
+        model = np.maximum(10 * np.log10(np.mean(amp * amp, axis=2)), floor_db)  # (lengths, frames)
+        r = y[None, :] - model
+        r -= r.mean(axis=1, keepdims=True)
+        err = np.sum(r * r, axis=1) - (r @ tc) ** 2 / (tc @ tc + _TINY)  # what the line leaves
+        k = int(np.argmin(err))
+        if err[k] < best[0]:
+            best = (float(err[k]), float(lengths[k]), shape)
     return best[1], best[2]
 
 

@@ -86,6 +86,23 @@ def test_fade_in_dip_found_with_its_length_and_depth_and_nothing_else(name, with
         assert d.detail["length_s"] == pytest.approx(0.2, abs=tolerance)
 
 
+@pytest.mark.parametrize("name", ["tone", "sweep", "pink", "periodic"])
+@pytest.mark.parametrize("seed", [6, 7])
+def test_the_chains_gain_ramp_does_not_move_a_fade_ins_length_without_a_source(name, seed):
+    """Each chunk's gain ramps from its predecessor's over the second after
+    the boundary (chain_master), so the content's level under and after the
+    fade is a line, not a constant. Read with a constant level, the same
+    fades read 175-220 ms; with the line, steady content's fade is read to
+    the 5 ms frame, and noise's to two."""
+    rng = np.random.default_rng(seed)
+    src = track(name)
+    b = random_boundaries(len(src), rng)
+    res = analyse_capture(fade_in(chain_master(src, b, rng), b), SR, b)
+    assert [d.kind for d in res.defects] == ["fade_in_dip"] * len(b), res.defects
+    for d in res.defects:
+        assert d.detail["length_s"] == pytest.approx(0.2, abs=0.0101 if name == "pink" else 0.0051), d.detail
+
+
 @pytest.mark.parametrize("with_source", [True, False])
 def test_a_pre_echo_a_third_of_a_second_before_the_end_is_one_pre_echo(with_source):
     """Past one replay's length after the boundary the stream has what the
