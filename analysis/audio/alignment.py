@@ -384,6 +384,9 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
     b = np.asarray(boundaries, dtype=np.int64)
     guard = int(0.002 * sr)
     pts = set(np.arange(0, max(0, len(xm) - window), int(check_s * sr)).tolist())
+    # and the last window: a change in the stream's last check_s has a
+    # checkpoint after it to keep or drop it (_drop_unkept_changes)
+    pts.add(len(xm) - window)
     pts.update((b - guard - window).tolist())
     pts.update((b + guard).tolist())
     pts = sorted(p for p in pts if 0 <= p <= len(xm) - window)
@@ -495,7 +498,7 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
                 al.segments[0:1] = [(0, l1), (at, l2)]
                 al.scores.insert(0, db)
                 al.start_lag = l1
-    _drop_unkept_changes(al)
+    _drop_unkept_changes(al, window)
     return al
 
 
@@ -504,7 +507,7 @@ def align(x: np.ndarray, source: np.ndarray, sr: int, boundaries: np.ndarray, *,
 KEPT_CHANGE_MIN = 8
 
 
-def _drop_unkept_changes(al: Alignment) -> None:
+def _drop_unkept_changes(al: Alignment, window: int) -> None:
     """A lag change that the checkpoints after it do not keep is dropped (in
     place). A periodic note's head under a pre-echo (the past replayed,
     fading out) matches the source a fraction of a period away: at 147 Hz a
@@ -512,15 +515,18 @@ def _drop_unkept_changes(al: Alignment) -> None:
     later checkpoint of the chunk read the old lag again, so the whole rest
     of the stream was aligned 120 frames out and the echo was reported as a
     repeat. A change of at least KEPT_CHANGE_MIN frames stands only if the
-    median lag of the checkpoints from it to the next change (two or more)
-    is nearer its lag than the previous one."""
+    median lag of the checkpoints after it (to the next change) is not
+    nearer the previous lag than its own. The checkpoints whose windows
+    start within one window of the change are its own evidence, not a
+    second opinion: counted with one later checkpoint, the head's 120 and
+    the later 0 tied, and an echo in a stream's last 6 s stayed a repeat."""
     k = 1
     while k < len(al.segments):
         at, lag = al.segments[k]
         before = al.segments[k - 1][1]
         end = al.segments[k + 1][0] if k + 1 < len(al.segments) else np.inf
-        seen = [f for p, f, _ in al.checkpoints if at <= p < end]
-        if abs(lag - before) >= KEPT_CHANGE_MIN and len(seen) >= 2:
+        seen = [f for p, f, _ in al.checkpoints if at + window <= p < end]
+        if abs(lag - before) >= KEPT_CHANGE_MIN and seen:
             m = float(np.median(seen))
             if abs(m - before) < abs(m - lag):
                 del al.segments[k]

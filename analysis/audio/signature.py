@@ -300,10 +300,14 @@ def detect_pre_echo(x: np.ndarray, sr: int, boundaries: np.ndarray, *, source=No
         if not (cf.confirmed and cf.metric >= match_min_db):
             continue
         c, lag = int(b[i]), int(lags[i])
-        if c - 2 * lag < 0 or c + lag > len(xm):  # the fade's fit takes what the stream has left after one replay
-            continue
         own = None if sm is None else own_rendition(xm, sm, c, int(2.5 * lag_max) + 4 * frame)
         lag = replay_lag(xm, c, lag, lag_min=lag_min, lag_max=lag_max, head=head, frame=frame, own=own)
+        # the fade's fit takes what the stream has left after one replay: of
+        # the replay's length, not of the head's best match (on a periodic
+        # note 0.3 s before the end that was 499 ms, a whole number of
+        # periods past the 200 ms replay, and the echo went unnamed)
+        if c - 2 * lag < 0 or c + lag > len(xm):
+            continue
         half = xm[c + lag // 2 - head // 2: c + lag // 2 + head // 2].astype(np.float64)
         diff = half - xm[c - lag + lag // 2 - head // 2: c - lag + lag // 2 + head // 2]
         if 10 * np.log10((half @ half + _TINY) / (diff @ diff + 1e-9 * (half @ half) + _TINY)) >= match_min_db:

@@ -116,6 +116,24 @@ def test_a_pre_echo_a_third_of_a_second_before_the_end_is_one_pre_echo(with_sour
     assert res.defects[0].magnitude == pytest.approx(200.0, abs=0.1)
 
 
+@pytest.mark.parametrize("name", ["periodic", "tone"])
+@pytest.mark.parametrize("before_end_s", [0.3, 2.0, 6.0])
+def test_a_pre_echo_on_periodic_content_near_the_end_is_one_pre_echo(name, before_end_s):
+    """The echo's head matches the source a fraction of a period away (a
+    200 ms replay of a 147 Hz note: 120 frames), a sure lag step to the
+    alignment. Only later checkpoints can overrule it: with the head's own
+    checkpoint counted as one of two, the change stood in a stream's last
+    6 s, the rest of it was aligned 120 frames out, and the echo came out as
+    a repeat, a level step and a crossfade dip. In the last third of a
+    second the head's best match (a whole number of periods past the
+    replay) also ran past the end, and the echo went unnamed."""
+    src, x, _ = case(name, 37)
+    b = np.array([len(x) - int(before_end_s * SR)])
+    res = analyse_capture(pre_echo(x, b), SR, b, source=src)
+    assert [(d.kind, d.boundary_index) for d in res.defects] == [("pre_echo", 0)], res.defects
+    assert res.defects[0].magnitude == pytest.approx(200.0, abs=0.1)
+
+
 @pytest.mark.parametrize("with_source", [True, False])
 def test_a_fade_in_half_a_second_before_the_end_is_one_fade_in_dip(with_source):
     """The fit takes what the stream has left: near its end the fade is still
