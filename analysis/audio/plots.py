@@ -36,7 +36,11 @@ def plot_defect(x: np.ndarray, sr: int, time_s: float, out_path: Path, *, title:
     lo2, hi2 = max(0, c - int(spec_half_s * sr)), min(len(x), c + int(spec_half_s * sr))
     seg = x[lo2:hi2].mean(axis=1)
     if len(seg) > 512:
-        ax2.specgram(seg, NFFT=512, Fs=sr, noverlap=384, xextent=((lo2 - c) / sr, (hi2 - c) / sr), cmap="magma")
+        # digital silence (a gap, a stream's lead-in) has zero power: its dB
+        # is -inf and is drawn as the colour map's floor, which is what it is
+        with np.errstate(divide="ignore"):
+            ax2.specgram(seg, NFFT=512, Fs=sr, noverlap=384, xextent=((lo2 - c) / sr, (hi2 - c) / sr),
+                         cmap="magma")
     ax2.axvline(0, color="c", lw=0.6)
     ax2.set_xlabel("s from defect")
     ax2.set_ylabel("Hz")
