@@ -138,6 +138,9 @@ METRICS: tuple[Metric, ...] = (
     # ---- startup, gaps and who took the CPU (analysis.loop, analysis.cpu_share)
     _m("loop_startup_stall_count", "stalls", "none", "loop stalls before the target first answered health"),
     _m("loop_startup_stall_total_ms", "ms", "none", "total loop stall time before the first health answer"),
+    _m("loop_tool_request_stall_count", "stalls", "none",
+       "loop stalls inside the tool's own requests (the openapi check's spec fetch): its cost, not the target's"),
+    _m("loop_tool_request_stall_total_ms", "ms", "none", "total loop stall time inside the tool's own requests"),
     _m("frame_gap_visible_total_ms", "ms", "lower", "client-visible frame gap time (gaps of 250 ms or more)"),
     _m("frame_gap_explained_by_stalls_ms", "ms", "none", "visible gap time that loop stalls explain"),
     _m("frame_gap_explained_by_stalls_fraction", "fraction", "none", "share of visible gap time stalls explain"),

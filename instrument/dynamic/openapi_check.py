@@ -92,10 +92,13 @@ def openapi(*, base_url: str, tracks: list[dict[str, Any]] | None = None, budget
             examples: int = EXAMPLES_PER_OPERATION, negative_examples: int = NEGATIVE_EXAMPLES, seed: int = SEED,
             **_: Any) -> dict[str, Any]:
     t0 = time.monotonic()
+    fetch_start = time.time()
     spec_path, spec, tried = fetch_spec(base_url)
+    # when: FastAPI builds the spec on the loop at its first request (331 ms
+    # on Auralis), a stall this tool's own request caused (analysis.loop)
     res: dict[str, Any] = {"settings": {"examples_per_operation": examples, "negative_examples": negative_examples,
                                         "budget_s": budget_s, "seed": seed, "timeout_s": REQUEST_TIMEOUT_S},
-                           "spec_tried": tried}
+                           "spec_tried": tried, "spec_fetch": {"t_start": fetch_start, "t_end": time.time()}}
     if spec is None:
         res.update(outcome="no_spec")
         return res

@@ -281,3 +281,33 @@ def test_a_stall_outside_every_python_callback_is_contention_not_a_finding(tmp_p
     findings, metrics = analyse_loop(tmp_path)
     assert [f.location.function for f in findings if f.kind == "loop_stall"] == ["send_blocking"]
     assert metrics["loop_contention_stall_count"] == 4 and metrics["loop_stall_count"] == 1
+
+
+def test_a_stall_inside_the_tools_own_spec_fetch_is_its_cost_not_a_finding(tmp_path):
+    """FastAPI builds the OpenAPI spec on the loop at its first request: on
+    Auralis a 331 ms stall, inside the openapi check's fetch of the spec,
+    was filed as a LOW finding in library code (tokenize) and set the gate's
+    loop_stall_max_ms. That request is the tool's, for its own use: the
+    stall is counted as the tool's, and a stall of the target's own a second
+    later is still its finding."""
+    from analysis.loop import analyse_loop
+
+    lib = [{"file": "/v/site-packages/fastapi/applications.py", "line": 1086, "function": "openapi", "own": False},
+           {"file": "/usr/lib/python3.13/tokenize.py", "line": 483, "function": "tokenize", "own": False}]
+    own = [{"file": "/app/core/send.py", "line": 40, "function": "send_blocking", "own": True}]
+    stalls = [{"t": 100.02, "duration_ms": 331.0, "location": None, "stacks": [{"frames": lib}], "gc_ms": 0.0,
+               "cpu_ms": 320.0, "runq_wait_ms": 0.0},
+              {"t": 101.5, "duration_ms": 130.0, "stacks": [{"frames": own}], "gc_ms": 0.0, "cpu_ms": 120.0,
+               "runq_wait_ms": 0.0, "location": {"file": "core/send.py", "line": 40, "function": "send_blocking"}}]
+    (tmp_path / "agent").mkdir()
+    (tmp_path / "agent" / "agent.json").write_text(json.dumps({"stall_threshold_ms": 50}))
+    (tmp_path / "agent" / "stalls.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stalls))
+    (tmp_path / "run.json").write_text(json.dumps({"checks": {"openapi": {"spec_fetch": {"t_start": 100.0,
+                                                                                         "t_end": 100.4}}}}))
+    findings, metrics = analyse_loop(tmp_path)
+    assert [f.location.function for f in findings if f.kind == "loop_stall"] == ["send_blocking"]
+    assert metrics["loop_tool_request_stall_count"] == 1 and metrics["loop_tool_request_stall_total_ms"] == 331.0
+    assert metrics["loop_stall_max_ms"] == 130.0
+    (tmp_path / "run.json").write_text(json.dumps({}))  # without the check's window: the stall is the target's
+    findings, metrics = analyse_loop(tmp_path)
+    assert metrics["loop_stall_max_ms"] == 331.0 and len([f for f in findings if f.kind == "loop_stall"]) == 2
