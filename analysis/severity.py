@@ -42,17 +42,14 @@ HOST_SHARE = 0.5  # a stall mostly spent in the run queue: the machine's (analys
 
 def starved_ttfa(run_dir: Path) -> tuple[int, int, float]:
     """Of the streams slower than TTFA_SLOW_MS to first audio, how many the
-    host explains: the loop waited for a CPU (host stalls), or the target's
-    threads waited for one while the machine's other load ran
-    (cpu_share.outside_delay), for at least the time by which they were
-    late. Returns (explained, slow, host ms in them)."""
+    host explains: the machine held the target up (client.machine_delay_ms,
+    the same delay the gate's ttfa_own_p95_ms takes out) for at least the
+    time by which they were late. Returns (explained, slow, host ms in them)."""
+    from .client import cpu_waits, machine_delay_ms
     from .cpu_share import outside_delay
-    from .rundir import AGENT, iter_jsonl, list_streams
+    from .rundir import list_streams
 
-    host = [(float(s["t"]), float(s["t"]) + float(s["duration_ms"]) / 1000)
-            for s in iter_jsonl(Path(run_dir) / AGENT / "stalls.jsonl")
-            if (s.get("runq_wait_ms") or 0) >= HOST_SHARE * float(s.get("duration_ms") or 0)]
-    outside = outside_delay(Path(run_dir))
+    waits, outside = cpu_waits(Path(run_dir)), outside_delay(Path(run_dir))
     explained = slow = 0
     total = 0.0
     for st in list_streams(Path(run_dir)):
@@ -61,8 +58,7 @@ def starved_ttfa(run_dir: Path) -> tuple[int, int, float]:
         if sent is None or first is None or (first - sent) * 1000 <= TTFA_SLOW_MS:
             continue
         slow += 1
-        waited = max(sum(max(0.0, min(b, first) - max(a, sent)) for a, b in host) * 1000,
-                     outside(sent, first) if outside else 0.0)
+        waited = machine_delay_ms(waits, outside, sent, first)
         total += waited
         if waited >= (first - sent) * 1000 - TTFA_SLOW_MS:
             explained += 1

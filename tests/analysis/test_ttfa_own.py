@@ -141,3 +141,18 @@ def test_the_sampler_sees_a_process_wait_behind_others(tmp_path):
             p.wait()
     delay = outside_delay(tmp_path)
     assert delay is not None and delay(t0 + 0.1, t1 - 0.1) > 50.0
+
+
+@pytest.mark.parametrize("runq_ms, explained", [(1100.0, 1), (700.0, 0)])
+def test_the_slow_ttfa_rule_takes_out_the_same_delay_the_gate_does(tmp_path, runq_ms, explained):
+    """A 2.5 s first audio, 1.0 s over the slow threshold, with a 1.2 s
+    stall inside it: the machine explains it when the loop waited 1.1 s of
+    the stall for a CPU, not when it waited 0.7 s. The rule once counted a
+    mostly-waiting stall's whole length (1.2 s either way), where the gate's
+    own TTFA counts its wait: the two now share client.machine_delay_ms."""
+    from analysis.severity import starved_ttfa
+
+    stalls = [{"t": T0 + 0.5, "duration_ms": 1200.0, "runq_wait_ms": runq_ms, "cpu_ms": 50.0}]
+    m = _run(tmp_path, stalls, [2.5])
+    assert m["ttfa_own_p95_ms"] == pytest.approx(2500 - runq_ms, abs=1)
+    assert starved_ttfa(tmp_path / "run") == (explained, 1, pytest.approx(runq_ms, abs=1))
