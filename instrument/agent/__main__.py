@@ -119,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
 
     install_queue_registry()
 
+    # semaphore permits a task kept when it ended (a server's slots leaking):
+    # before the app's import, so its module-level semaphores are seen made
+    from .permits import PermitLedger
+    from .sites import CodeRoots
+
+    code_roots = CodeRoots(roots)
+    PermitLedger(log, code_roots).install()
+
     module_name, _, attr = a.app.partition(":")
     try:
         app = getattr(importlib.import_module(module_name), attr or "app")
@@ -130,9 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # measured locations: the route table the app runs, where it sends each
     # WebSocket message type (instrument/agent/sites.py)
-    from .sites import CodeRoots, WebSocketSites, write_routes
+    from .sites import WebSocketSites, write_routes
 
-    code_roots = CodeRoots(roots)
     WebSocketSites(log, code_roots).install()
     from .thread_names import start as record_thread_names
 
