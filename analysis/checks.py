@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from .dynamic import backpressure, bad_files, isolation, openapi, origins, socket_input, truth, ws_contract
-from .dynamic import backpressure, bad_files, isolation, openapi, origins, socket_input, ws_contract
 from .dynamic import concurrent_writes, crash_restart, path_traversal, shutdown
+from .grouping import error_text
 from .model import Finding, Location
 from .rundir import read_json
 
@@ -31,6 +31,8 @@ def analyse_checks(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
                 evidence=[f"outcome {rec.get('outcome')}, delivered {rec.get('delivered_s', 0):.1f} s of "
                           f"{rec.get('expected_s') or 0:.1f} s, error {rec.get('error')}"],
                 figures={"delivered_s": rec.get("delivered_s", 0.0)}, key="recovery",
+                # the refusal's text: the grouping stage folds this into its cause (leaked stream slots)
+                sites=[{"error": t} for t in [error_text(rec.get("error"))] if t],
             ))
     findings += ws_contract.analyse(checks.get("ws_contract") or {}, run.get("scenario"))
     findings += isolation.analyse(checks.get("isolation") or {}, run.get("scenario"))

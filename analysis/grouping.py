@@ -45,6 +45,9 @@ LENGTH_SIGN = {"repeat": 1, "loss": -1}
 SITE_TOLERANCE_S = 0.3  # two detectors place one boundary within this
 SPAN_TOLERANCE = 0.02  # relative: a repeat measured by two detectors agrees this well
 LOOP_KINDS = ("loop_stall", "loop_saturation", "slow_send")
+# kinds that are a cause measured in the target, not a client's view of one:
+# they lead a group of the same error text whatever the others' severity
+CAUSE_KINDS = ("permit_leak",)
 SATURATION_LEADS_BELOW = 0.1  # stall time under this share of a saturation's busy time: the saturation leads
 
 
@@ -310,6 +313,16 @@ def normalise_error(text: str) -> str:
     return re.sub(r"\d+(\.\d+)?", "N", t)[:200]
 
 
+def error_text(err: Any) -> str | None:
+    """The server's words in an error a check recorded: a stream error
+    message ({type, data: {error}}) or a plain string."""
+    if isinstance(err, dict):
+        data = err.get("data") if isinstance(err.get("data"), dict) else err
+        text = data.get("error") or data.get("message")
+        return str(text) if text else None
+    return str(err) if err else None
+
+
 def _group_errors(items: list[Finding]) -> list[Finding]:
     u = _Union(len(items))
     # the same error text, the same probe inputs answered wrongly in two ways,
@@ -329,7 +342,9 @@ def _group_errors(items: list[Finding]) -> list[Finding]:
             out.append(members[0])
             continue
         common = sorted(set.intersection(*[errs[i] for i in g]) or errs[g[0]])
-        members.sort(key=lambda m: severity_rank(m.severity))  # the most severe leads
+        # a measured cause leads its refusals (a permit leak the server's
+        # "too busy" answers); else the most severe
+        members.sort(key=lambda m: (m.kind not in CAUSE_KINDS, severity_rank(m.severity)))
         out.append(fold(members, f"error:{common[0]}", tuple(m.kind for m in members)))
     return out
 

@@ -23,6 +23,7 @@ FAMILIES: list[tuple[str, str]] = [
     ("analysis.audio.run", "analyse_run"),
     ("analysis.loop", "analyse_loop"),
     ("analysis.memory", "analyse_memory"),
+    ("analysis.permits", "analyse_permits"),
     ("analysis.checks", "analyse_checks"),
     ("analysis.coverage", "analyse_coverage"),
 ]

@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from ..grouping import error_text
 from ..model import Finding, Location
 
 # what a Python traceback or a server-side source path looks like in a message
@@ -87,8 +88,10 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
             problems.append(f"GET /api/health took {health['ms']:.0f} ms")
         if good and (good.get("outcome") != "done" or (good.get("expected_s") and
                                                         (good.get("delivered_s") or 0) < 0.99 * good["expected_s"])):
+            refused = error_text(good.get("play_error"))
             problems.append(f"a normal stream of a good track: outcome {good.get('outcome')}, delivered "
-                            f"{good.get('delivered_s')} s of {good.get('expected_s')} s")
+                            f"{good.get('delivered_s')} s of {good.get('expected_s')} s"
+                            + (f", refused: {refused}" if refused else ""))
         if problems:
             findings.append(Finding(
                 kind="bad_file_starves_others", title=f"While a broken file streams, other clients are not served ({name})",
@@ -96,7 +99,9 @@ def analyse(result: dict[str, Any], scenario: str | None) -> list[Finding]:
                 description=f"During {req}, a second client got: {'; '.join(problems)}.",
                 impact="One bad file in one user's library degrades or stops the backend for everyone.",
                 suggested_fix="Decode off the event loop with a bound on time; fail the one stream, not the server.",
-                location=loc, evidence=problems, key=f"others|{name}"))
+                location=loc, evidence=problems, key=f"others|{name}",
+                # the refusal's text: one cause (the server out of stream slots) is one finding
+                sites=[{"error": t} for t in [error_text(good.get("play_error"))] if t]))
     scan = result.get("scan") or {}
     if (scan.get("status") or 0) >= 500 or TRACE_RE.search(str(scan.get("body", ""))):
         findings.append(Finding(
