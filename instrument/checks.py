@@ -19,6 +19,7 @@ from .dynamic.openapi_check import openapi
 from .dynamic.origins_check import origins
 from .dynamic.isolation_check import isolation
 from .dynamic.socket_input_check import socket_input
+from .dynamic.stream_slots_check import stream_slots
 from .dynamic.truth_check import truth
 from .dynamic.ws_contract_check import ws_contract
 
@@ -67,6 +68,7 @@ CHECKS: dict[str, Callable[..., dict[str, Any]]] = {
     "truth": truth,
     "path_traversal": path_traversal,
     "concurrent_writes": concurrent_writes,
+    "stream_slots": stream_slots,
     "crash_restart": crash_restart,
     "shutdown": shutdown,
 }

@@ -107,6 +107,12 @@ INJECTIONS: dict[str, str] = {
     "shutdown-leaks-children": "the first /ws connection starts a helper process in its own session that outlives "
                                "the server by 120 s -> shutdown check: shutdown_orphan_children (1 process), "
                                "nothing else",
+    "slot-leak-on-cancel": "both paths: a stream's finally drains a look-ahead task before releasing its stream "
+                           "slot and re-raises the CancelledError when the stream itself is being cancelled (as "
+                           "Auralis's streams with drain_cancelled_task since #5083), so every stream cancelled by a "
+                           "disconnect, seek or new play keeps its slot; once EARSHOT_REF_MAX_STREAMS are gone every "
+                           "new stream gets 'Server busy' -> a HIGH permit_leak finding at that finally's line in "
+                           "Session.stream, one permit per cancelled stream",
 }
 
 
@@ -189,6 +195,8 @@ PROMISES: dict[str, tuple[Promise, ...]] = {
                                 Promise("lost_acknowledged_writes", "CRITICAL", "acknowledged preset writes lost")),
     "path-traversal": (Promise("path_traversal", "CRITICAL", "the canary outside the library is served"),),
     "shutdown-leaks-children": (Promise("shutdown_orphan_children", "HIGH", "1 process outlives the backend"),),
+    "slot-leak-on-cancel": (Promise("permit_leak", "HIGH", "a stream slot kept by every cancelled stream",
+                                    "permits_leaked", 1, 10000),),
 }
 
 

@@ -98,6 +98,19 @@ def seek_offset_s(env: dict[str, str] | None = None) -> float:
             from None
 
 
+async def drain_reraising(task: asyncio.Task) -> None:
+    """Cancel a look-ahead task and wait for it, swallowing its cancellation
+    but re-raising the caller's own (Auralis's drain_cancelled_task since
+    #5083): a stream that is being cancelled raises here, in its finally."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling() > 0:
+            raise
+
+
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": code, "message": message,
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat()}
@@ -358,7 +371,10 @@ class Session:
                 "track_id": track_id, "error": message, "code": code, "stream_type": stype}})
 
         try:
-            await asyncio.wait_for(self.shared.slots.acquire(), self.shared.opts.acquire_timeout)
+            # in this task, as Auralis's wait_for(acquire) is on its Python
+            # (3.12+): on 3.11 wait_for acquires in a task of its own
+            async with asyncio.timeout(self.shared.opts.acquire_timeout):
+                await self.shared.slots.acquire()
         except (TimeoutError, asyncio.TimeoutError):
             await stream_error("Server busy - too many active streams")
             return
@@ -391,6 +407,8 @@ class Session:
                 pass
         finally:
             self.shared.active_streams -= 1
+            if "slot-leak-on-cancel" in self.inj:
+                await drain_reraising(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
             self.shared.slots.release()
 
     async def cancel(self) -> None:

@@ -1,12 +1,14 @@
-"""The four lifecycle checks (crash_restart, concurrent_writes, path_traversal,
-shutdown) run alone via --checks on a short smoke run of the reference: the
-clean backend gives none of their findings and exits 0, with a sentinel HOME
-for the wrapper left byte-identical; the backend with the four injections
-gives exactly the findings each injection promises, and no process of either
-run survives it."""
+"""The lifecycle checks (concurrent_writes, path_traversal, stream_slots,
+crash_restart, shutdown) run alone via --checks on a short smoke run of the
+reference: the clean backend gives none of their findings and exits 0, with a
+sentinel HOME for the wrapper left byte-identical; the backend with the five
+injections gives exactly the findings each injection promises, and no process
+of either run survives it. stream_slots runs before crash_restart, whose
+restart gives a leaking backend its slots back for the checks after it."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -19,12 +21,14 @@ from analysis.model import load_findings
 from .helpers import ROOT, leftovers, run_json
 
 pytestmark = pytest.mark.slow
-CHECKS = "crash_restart,concurrent_writes,path_traversal,shutdown"
-INJECT = "restart-loses-settings,unsafe-concurrent-write,path-traversal,shutdown-leaks-children"
+CHECKS = "concurrent_writes,path_traversal,stream_slots,crash_restart,shutdown"
+INJECT = "restart-loses-settings,unsafe-concurrent-write,path-traversal,shutdown-leaks-children,slot-leak-on-cancel"
 OURS = {"path_traversal", "path_input_server_error", "db_integrity_failed", "db_locked_500", "concurrent_write_500",
         "lost_acknowledged_writes", "stream_broken_by_writes", "restart_lost_state", "stale_lock_blocks_start",
         "no_restart_after_crash", "no_stream_after_restart", "shutdown_timeout", "shutdown_orphan_children",
-        "shutdown_port_open", "shutdown_threads_running", "shutdown_temp_files_left", "shutdown_wal_not_checkpointed"}
+        "shutdown_port_open", "shutdown_threads_running", "shutdown_temp_files_left", "shutdown_wal_not_checkpointed",
+        "permit_leak"}
+SESSION = ROOT / "instrument" / "reference" / "session.py"
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
@@ -99,6 +103,13 @@ def test_clean_reference_gives_none_of_these_findings_and_passes(runs):
     pt = c["path_traversal"]
     assert pt["served"] == [] and pt["probes"] >= 20 and pt["ws"]["sent"] >= 20
     assert {t["route"] for t in pt["targets"]} == {"GET /api/library/file", "GET /api/library/tracks/{track_id}/file"}
+    ss = c["stream_slots"]
+    assert ss["outcome"] == "done" and ss["before"]["reply"] == ss["after"]["reply"] == "binary"
+    assert len(ss["cycles"]) == 24 and {x["reply"] for x in ss["cycles"]} == {"binary"}
+    assert {(x["play"], x["cancel"]) for x in ss["cycles"]} == {(p, k) for p in ("play_enhanced", "play_normal")
+                                                                for k in ("disconnect", "stop", "seek")}
+    assert not (out / "agent" / "permits.jsonl").exists()
+    assert json.loads((out / "metrics.json").read_text())["permits_leaked"] == 0
     sd = c["shutdown"]
     assert sd["stream_open"] and sd["exit_code"] == 0 and sd["exit_s"] < sd["grace_s"]
     # the agent recorded the threads once the server had shut down: the pool was shut down with it
@@ -115,7 +126,7 @@ def test_each_injection_gives_its_promised_finding(runs):
     got = {(f.kind, f.location.route) for f in _findings(out) if f.kind in OURS}
     assert got == {("restart_lost_state", "GET /api/settings"), ("db_locked_500", "POST /api/presets"),
                    ("lost_acknowledged_writes", "POST /api/presets"), ("path_traversal", "GET /api/library/file"),
-                   ("shutdown_orphan_children", None)}, got
+                   ("shutdown_orphan_children", None), ("permit_leak", None)}, got
     by = {f.kind: f for f in _findings(out)}
     assert by["path_traversal"].severity == "CRITICAL" and by["lost_acknowledged_writes"].severity == "CRITICAL"
     # the settings written before kill -9 are the ones lost: every field of the write
@@ -124,6 +135,18 @@ def test_each_injection_gives_its_promised_finding(runs):
     served = {h["form"] for h in run_json(out)["checks"]["path_traversal"]["served"]}
     assert {"dotdot", "encoded", "absolute", "symlink:es-canary-link.txt"} <= served, served
     assert by["shutdown_orphan_children"].figures["processes"] == 1
+    # every stream cancelled while the injection held (the load's, the checks', the cycles') kept its
+    # slot, until all 10 were gone and the check's fresh stream was refused
+    leak = by["permit_leak"]
+    drain_line = next(i for i, line in enumerate(SESSION.read_text().splitlines(), 1) if "await drain_reraising(" in line)
+    assert (leak.location.file, leak.location.line_start, leak.location.function) == \
+        ("session.py", drain_line, "Session.stream")
+    assert leak.severity == "HIGH" and leak.figures["capacity"] == 10
+    assert leak.figures["permits_leaked"] == 10 and leak.figures["exhausted"] == 1 and leak.figures["exit_sites"] == 1
+    ss = run_json(out)["checks"]["stream_slots"]
+    assert ss["after"]["reply"] == "audio_stream_error" and "too many active streams" in ss["after"]["error"]
+    assert ss["cycles"][-1]["reply"] == "audio_stream_error" and len(ss["cycles"]) < 24
+    assert any("Session.stream" in e and "drain_reraising" in e for e in leak.evidence), leak.evidence
     assert leftovers(out) == []  # the helper that escaped the process group was killed by the check
 
 

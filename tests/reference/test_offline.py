@@ -46,7 +46,7 @@ def test_injection_names_and_parse():
                                "seek-offset", "resume-replay", "stale-after-seek", "attenuate-after-silence",
                                "short-track-trim",  # position truth (issue 14)
                                "restart-loses-settings", "unsafe-concurrent-write", "path-traversal",
-                               "shutdown-leaks-children",  # lifecycle checks (issue 19)
+                               "shutdown-leaks-children", "slot-leak-on-cancel",  # lifecycle checks (issue 19)
                                "pre-echo", "fade-in-dip"}  # Auralis's boundary signatures (issue 18)
     assert all("->" in d for d in INJECTIONS.values()), "each description says what a tool must report"
     assert "1048576 bytes" in INJECTIONS["leak-on-disconnect"]
