@@ -40,7 +40,7 @@ _ATTR = "_earshot_permits"
 class _State:
     """Per semaphore: capacity, creation site, live holders, unpaid leaks."""
 
-    __slots__ = ("capacity", "created", "held", "leaks", "sid")
+    __slots__ = ("capacity", "created", "held", "leaks", "sid", "watched")
 
     def __init__(self, sid: int, capacity: int | None, created: list[dict[str, Any]]):
         self.sid, self.capacity, self.created = sid, capacity, created
@@ -49,6 +49,9 @@ class _State:
         # it left that function at, even when a caller swallowed the exception)
         self.held: dict[asyncio.Task, tuple[int, list[dict[str, Any]], Any]] = {}
         self.leaks = 0
+        # tasks with our done callback: one each, however often a task takes
+        # and gives back a permit (a worker loop must not pile callbacks up)
+        self.watched: set[asyncio.Task] = set()
 
 
 class PermitLedger:
@@ -111,7 +114,9 @@ class PermitLedger:
                 # not the target's own acquire: a library's, or an older
                 # wait_for's wrapper task (its own task, ending at once)
                 return
-            task.add_done_callback(lambda t, st=st: self.on_task_done(st, t))
+            if task not in st.watched:
+                st.watched.add(task)
+                task.add_done_callback(lambda t, st=st: self.on_task_done(st, t))
         st.held[task] = (n + 1, where, owner)
 
     def on_released(self, sem: Any) -> None:
@@ -142,6 +147,7 @@ class PermitLedger:
                 del st.held[oldest]
 
     def on_task_done(self, st: _State, task: asyncio.Task) -> None:
+        st.watched.discard(task)
         n, where, owner = st.held.pop(task, (0, None, None))
         if n <= 0:
             return
@@ -202,3 +208,9 @@ class PermitLedger:
         sem_cls.acquire = acquire  # type: ignore[method-assign]
         sem_cls.release = release  # type: ignore[method-assign]
         self._orig = {"__init__": orig_init, "acquire": orig_acquire, "release": orig_release}
+
+    def uninstall(self) -> None:
+        """Put asyncio.Semaphore back (the benchmark's bare rounds)."""
+        for name, fn in self._orig.items():
+            setattr(asyncio.Semaphore, name, fn)
+        self._orig = {}

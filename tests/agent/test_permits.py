@@ -177,3 +177,28 @@ async def main():
 asyncio.run(main())
 ''')
     assert recs == []
+
+
+def test_a_task_taking_a_permit_again_and_again_gets_one_callback(tmp_path):
+    recs = _run(tmp_path, """
+sem = asyncio.Semaphore(1)
+
+async def worker():
+    for _ in range(100):
+        async with sem:
+            await asyncio.sleep(0)
+    await asyncio.sleep(0.5)  # counted here, still running
+    await sem.acquire()  # and keeps the last one
+
+async def main():
+    loop = asyncio.get_running_loop()
+    # the pure-Python Task keeps its done callbacks in a list we can count
+    loop.set_task_factory(lambda loop, coro, **kw: asyncio.tasks._PyTask(coro, loop=loop, **kw))
+    t = loop.create_task(worker())
+    await asyncio.sleep(0.2)
+    assert len(t._callbacks) == 1, len(t._callbacks)
+    await t
+    await asyncio.sleep(0)
+asyncio.run(main())
+""")
+    assert len(recs) == 1 and recs[0]["permits"] == 1 and recs[0]["left_at"]["function"] == "worker"
