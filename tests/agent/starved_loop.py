@@ -17,12 +17,16 @@ from instrument.agent.watchdog import AGENT_WORK, LoopWatchdog
 
 def _hold_gil_as_the_agent(stop: threading.Event) -> None:
     n, took = 1 << 16, 0.0
-    while took < 0.2:  # calibrate: one C call that holds the GIL ~200 ms
+    # calibrate: one C call that holds the GIL for ~200 ms of this thread's
+    # CPU. Not wall time: with the other test worker busy, preemption made a
+    # small call look 200 ms long, and once that worker went idle the calls
+    # held the GIL under the 50 ms threshold and stalled nothing
+    while took < 0.2:
         n *= 2
         with AGENT_WORK:
-            t = time.perf_counter()
+            t = time.thread_time()
             sum(range(n))
-            took = time.perf_counter() - t
+            took = time.thread_time() - t
     while not stop.wait(0.3):
         with AGENT_WORK:
             sum(range(n))
