@@ -93,7 +93,7 @@ class PermitLedger:
         st = sem.__dict__.get(_ATTR)
         if st is None:
             self._next += 1
-            # a semaphore made before the ledger: its capacity is what is free now plus what is held
+            # a semaphore made before the ledger: its capacity is unknown, and what is free at first sight stands in
             st = _State(self._next, capacity if capacity is not None else getattr(sem, "_value", None),
                         created or [])
             sem.__dict__[_ATTR] = st
