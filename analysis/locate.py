@@ -106,7 +106,7 @@ def _from_frames(frames: list[dict[str, Any]], loc: Location) -> Location:
                     time_s=loc.time_s, route=loc.route)
 
 
-def _chain(frames: list[dict[str, Any]]) -> str:
+def chain(frames: list[dict[str, Any]]) -> str:
     return " <- ".join(f"{f.get('file')}:{f.get('line')} {f.get('function')}" for f in reversed(frames))
 
 
@@ -147,6 +147,6 @@ def locate_findings(findings: list[Finding], run_dir: Path) -> list[Finding]:
         if where:
             where = [_specific(w, types) for w in where]
             f.location = _from_frames(where[0], f.location)
-            f.evidence.append(f"location: {how}, measured in the running target: {_chain(where[0])}"
+            f.evidence.append(f"location: {how}, measured in the running target: {chain(where[0])}"
                               + (f" (and {len(where) - 1} other call site(s))" if len(where) > 1 else ""))
     return findings

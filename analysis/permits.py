@@ -10,12 +10,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .locate import chain
 from .model import Finding, Location
 from .rundir import AGENT, iter_jsonl, read_json
-
-
-def _chain(frames: list[dict[str, Any]]) -> str:
-    return " <- ".join(f"{f.get('file')}:{f.get('line')} {f.get('function')}" for f in reversed(frames))
 
 
 def exit_site(rec: dict[str, Any]) -> dict[str, Any] | None:
@@ -77,12 +74,12 @@ def analyse_permits(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
               f"({', '.join(f'{n} {how}' for how, n in ended.most_common())}); "
               f"{reclaimed[sid]} handed back later"]
         if created:
-            ev.append(f"semaphore created at {_chain(created)}")
-        ev.append(f"acquired at {_chain(lead.get('acquired') or [])}")
+            ev.append(f"semaphore created at {chain(created)}")
+        ev.append(f"acquired at {chain(lead.get('acquired') or [])}")
         for (f, ln, fn), n in sites.most_common(6):
             r = first_at[(f, ln, fn)]
             how = f"raised {r['exception']}" if r.get("exception") else r.get("ended")
-            tb = f": {_chain(r['exit'])}" if r.get("exit") else " (the exception was caught by a caller)" \
+            tb = f": {chain(r['exit'])}" if r.get("exit") else " (the exception was caught by a caller)" \
                 if r.get("ended") == "returned" else ""
             ev.append(f"{n} task(s) left {fn} at {f}:{ln} without releasing, and ended ({how}){tb}")
         if texts:

@@ -32,7 +32,7 @@ import time
 from typing import Any, Callable
 
 from .events import EventLog
-from .sites import MAX_FRAMES, CodeRoots
+from .sites import MAX_FRAMES, CodeRoots, own_frames
 
 _ATTR = "_earshot_permits"
 
@@ -60,22 +60,6 @@ class PermitLedger:
         self._next = 0
         self._orig: dict[str, Callable[..., Any]] = {}
 
-    def _frames(self, frame: Any, stop: Any = None) -> tuple[list[dict[str, Any]], Any]:
-        """The target's own frames from `frame` up (outermost first), to
-        `stop` (a task's own coroutine frame: the event loop's frames above it
-        are not the task's), and the innermost one's frame object."""
-        out, depth, inner = [], 0, None
-        while frame is not None and depth < 40 and len(out) < MAX_FRAMES:
-            rel = self.roots.rel(frame.f_code.co_filename)
-            if rel is not None:
-                out.append({"file": rel, "line": frame.f_lineno, "function": frame.f_code.co_qualname})
-                inner = frame if inner is None else inner
-            if frame is stop:
-                break
-            frame, depth = frame.f_back, depth + 1
-        out.reverse()  # outermost first, innermost last
-        return out, inner
-
     def _tb_frames(self, exc: BaseException | None) -> list[dict[str, Any]]:
         if exc is None or exc.__traceback__ is None:
             return []
@@ -100,7 +84,7 @@ class PermitLedger:
         return st
 
     def on_init(self, sem: Any, value: int) -> None:
-        self._state(sem, value, self._frames(sys._getframe(2))[0])
+        self._state(sem, value, own_frames(self.roots, sys._getframe(2))[0])
 
     def on_acquired(self, sem: Any, frame: Any) -> None:
         task = asyncio.current_task()
@@ -109,7 +93,7 @@ class PermitLedger:
         st = self._state(sem)
         n, where, owner = st.held.get(task, (0, None, None))
         if where is None:
-            where, owner = self._frames(frame, getattr(task.get_coro(), "cr_frame", None))
+            where, owner = own_frames(self.roots, frame, getattr(task.get_coro(), "cr_frame", None))
             if not where:
                 # not the target's own acquire: a library's, or an older
                 # wait_for's wrapper task (its own task, ending at once)

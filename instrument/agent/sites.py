@@ -56,6 +56,27 @@ class CodeRoots:
         return out
 
 
+def own_frames(roots: CodeRoots, frame: Any, stop: Any = None) -> tuple[list[dict[str, Any]], Any]:
+    """The target's own frames from `frame` up, outermost first (at most
+    MAX_FRAMES of the next 40), ending at `stop` if it is met (a task's own
+    coroutine frame: the event loop's frames above it are not the task's);
+    and the innermost own frame's frame object."""
+    out: list[dict[str, Any]] = []
+    depth, inner = 0, None
+    while frame is not None and depth < 40 and len(out) < MAX_FRAMES:
+        co = frame.f_code
+        rel = roots.rel(co.co_filename)
+        if rel is not None:
+            out.append({"file": rel, "line": frame.f_lineno,
+                        "function": co.co_qualname if hasattr(co, "co_qualname") else co.co_name})
+            inner = frame if inner is None else inner
+        if frame is stop:
+            break
+        frame, depth = frame.f_back, depth + 1
+    out.reverse()  # outermost first, innermost last
+    return out, inner
+
+
 def write_routes(app: Any, roots: CodeRoots, out: Path) -> int:
     """The app's routes with their endpoints' file:line; returns how many."""
     rows: list[dict[str, Any]] = []
@@ -103,18 +124,7 @@ class WebSocketSites:
         self._orig: dict[str, Callable[..., Any]] = {}
 
     def _own_frames(self, frame: Any) -> list[dict[str, Any]]:
-        out = []
-        depth = 0
-        while frame is not None and depth < 40 and len(out) < MAX_FRAMES:
-            co = frame.f_code
-            rel = self.roots.rel(co.co_filename)
-            if rel is not None:
-                out.append({"file": rel, "line": frame.f_lineno, "function": co.co_qualname
-                            if hasattr(co, "co_qualname") else co.co_name})
-            frame = frame.f_back
-            depth += 1
-        out.reverse()  # outermost first, innermost last
-        return out
+        return own_frames(self.roots, frame)[0]
 
     def note(self, kind: str, msg_type: str, frame: Any) -> None:
         # the call site: the first frame of the target's own code up the stack
