@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from .dynamic import backpressure, bad_files, isolation, openapi, origins, socket_input, truth, ws_contract
-from .dynamic import concurrent_writes, crash_restart, path_traversal, shutdown
+from .dynamic import concurrent_writes, crash_restart, path_traversal, shutdown, stream_slots
 from .grouping import error_text
 from .model import Finding, Location
 from .rundir import read_json
@@ -47,7 +47,7 @@ def analyse_checks(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     findings += truth_findings
     metrics.update(truth_metrics)
     for name, judge in (("path_traversal", path_traversal), ("concurrent_writes", concurrent_writes),
-                        ("crash_restart", crash_restart), ("shutdown", shutdown)):
+                        ("crash_restart", crash_restart), ("shutdown", shutdown), ("stream_slots", stream_slots)):
         more, figures = judge.analyse(checks.get(name) or {}, run.get("scenario"))
         findings += more
         metrics.update(figures)

@@ -138,6 +138,8 @@ METRICS: tuple[Metric, ...] = (
     # ---- startup, gaps and who took the CPU (analysis.loop, analysis.cpu_share)
     _m("loop_startup_stall_count", "stalls", "none", "loop stalls before the target first answered health"),
     _m("loop_startup_stall_total_ms", "ms", "none", "total loop stall time before the first health answer"),
+    _m("stream_slots_fresh_refused", "plays", "lower",
+       "fresh streams the stream_slots check was refused, with none of its clients connected (0-2)"),
     _m("permits_leaked", "permits", "lower",
        "semaphore permits the target's tasks took and never released (its concurrency slots, lost for good)"),
     _m("loop_tool_request_stall_count", "stalls", "none",

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .dynamic.stream_slots import refusals
 from .locate import chain
 from .model import Finding, Location
 from .rundir import AGENT, iter_jsonl, read_json
@@ -29,13 +30,6 @@ def exit_site(rec: dict[str, Any]) -> dict[str, Any] | None:
         if (f.get("file"), f.get("function")) == owner:
             return f
     return exits[0] if exits else None
-
-
-def refusals(run: dict[str, Any]) -> list[str]:
-    """Error texts the stream_slots check's fresh stream got after its cancels."""
-    slots = (run.get("checks") or {}).get("stream_slots") or {}
-    after = slots.get("after") or {}
-    return [after["error"]] if after.get("reply") == "audio_stream_error" and after.get("error") else []
 
 
 def analyse_permits(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
@@ -69,7 +63,7 @@ def analyse_permits(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
         created = lead.get("created") or []
         ended = Counter(r.get("ended") for r in recs)
         exhausted = capacity is not None and permits >= capacity
-        texts = refusals(run)
+        texts = refusals((run.get("checks") or {}).get("stream_slots") or {})
         ev = [f"{permits} permit(s) of a semaphore of {capacity} kept by {len(recs)} ended task(s) "
               f"({', '.join(f'{n} {how}' for how, n in ended.most_common())}); "
               f"{reclaimed[sid]} handed back later"]
@@ -83,7 +77,7 @@ def analyse_permits(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
                 if r.get("ended") == "returned" else ""
             ev.append(f"{n} task(s) left {fn} at {f}:{ln} without releasing, and ended ({how}){tb}")
         if texts:
-            ev.append(f"a fresh stream after the check's cancels was refused: {texts[0][:200]}")
+            ev.append(f"the stream_slots check's fresh stream was refused: {texts[0][:200]}")
         findings.append(Finding(
             kind="permit_leak", title=f"Concurrency permits leak when a task ends without releasing ({function})",
             severity="HIGH", dimension="Error Handling",
