@@ -74,6 +74,27 @@ def outside_delay(run_dir: Path) -> Callable[[float, float], float] | None:
     return delay
 
 
+def queued_threads(run_dir: Path) -> Callable[[float, float], dict[str, float]] | None:
+    """A function (a, b) -> {thread id: ms it waited, runnable, for a CPU}
+    over the sampler's readings that bracket [a, b] (they are period_s
+    apart: a 150 ms window is read over at most ~350 ms). None without them."""
+    samples = sorted((r for r in iter_jsonl(Path(run_dir) / CPU_THREADS) if not r.get("meta") and r.get("waits")),
+                     key=lambda r: r["t"])
+    if len(samples) < 2:
+        return None
+    times = [r["t"] for r in samples]
+
+    def queued(a: float, b: float) -> dict[str, float]:
+        i = bisect.bisect_right(times, a) - 1
+        j = bisect.bisect_left(times, b)
+        if i < 0 or j >= len(samples):
+            return {}  # not bracketed: outside the sampled span
+        w0, w1 = samples[i]["waits"], samples[j]["waits"]
+        return {t: max(0.0, w1[t] - w0[t]) for t in w1 if t in w0}
+
+    return queued
+
+
 def who_took_the_cpu(run_dir: Path, stalls: list[dict[str, Any]]) -> tuple[list[Finding], dict[str, Any]]:
     run_dir = Path(run_dir)
     rows = list(iter_jsonl(run_dir / CPU_THREADS))

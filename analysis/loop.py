@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from .cpu_share import who_took_the_cpu
+from .cpu_share import queued_threads, who_took_the_cpu
 from .metrics_catalogue import slowed_by
 from .model import Finding, Location
 from .rundir import AGENT, LOAD, iter_jsonl, list_streams, read_json
@@ -46,6 +46,61 @@ VISIBLE_GAP_MS = 250.0  # a gap between frames a client can notice
 # 170 ms by a machine whose cores, and the GIL, were taken by others.
 STARVED_CPU_SHARE = 0.25
 STARVED_RUNQ_SHARE = 0.3
+
+
+# A stack sample is taken holding the GIL, so a loop thread caught in Python
+# code was blocked: in a call it made (a sleep, I/O: the line is the target's),
+# or in a futex, waiting for the GIL or a lock that another thread held. When
+# every sample caught it in a futex and, over the stall, another thread of the
+# process waited for a CPU for half the stall or more (the out-of-process
+# sampler's schedstat readings), what the loop waited for was held by a thread
+# the machine starved: the machine's stall, by proxy. Seen on CI: 156 ms "in" a
+# generator's yield, the loop thread neither on a CPU nor in the run queue.
+PROXY_RUNQ_SHARE = 0.5
+
+
+def waited_on_another_thread(stall: dict[str, Any]) -> bool:
+    """Every stack sample with a reading caught the loop thread in a futex."""
+    calls = [st.get("syscall") for st in stall.get("stacks") or [] if st.get("syscall")]
+    return bool(calls) and all(c == "futex" for c in calls)
+
+
+# The watchdog takes its first sample when the last beat is a threshold
+# overdue; when that sample comes twice as late, the watchdog could not run
+# either: both threads waited for the GIL, held by a third (or for a CPU).
+# A loop thread that computed then held the GIL itself (its line stands); one
+# that was waiting, and was caught in no call of its own, shows where it was
+# when the GIL came back, not what held it: seen in a test, a worker thread
+# starved on its core held the GIL, and every sample came 270 ms late, at the
+# stall's end, with the loop back in epoll_wait, or in the next callback.
+LATE_SAMPLE_THRESHOLDS = 2.0
+# a loop thread back in its selector (the GIL came back, it ran what was ready
+# and waits for the next timer) or waiting for the GIL or a CPU: no call of its own
+NOT_ITS_OWN_CALL = {"futex", "running", "epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select",
+                    "pselect6"}
+
+
+def watchdog_held_out(stall: dict[str, Any], threshold_ms: float) -> bool:
+    dur = float(stall.get("duration_ms") or 0.0)
+    stacks = stall.get("stacks") or []
+    calls = [st.get("syscall") for st in stacks]
+    if not stacks or dur <= 0 or any(c not in NOT_ITS_OWN_CALL for c in calls):
+        return False  # no reading (an older run), or caught in a call of its own (a sleep, I/O)
+    if float(stall.get("cpu_ms") or 0.0) >= STARVED_CPU_SHARE * dur:
+        return False
+    return float(stacks[0].get("at_ms") or 0.0) >= LATE_SAMPLE_THRESHOLDS * threshold_ms
+
+
+def waited_on_a_starved_thread(stall: dict[str, Any], queued: Callable[[float, float], dict[str, float]] | None) -> bool:
+    dur = float(stall.get("duration_ms") or 0.0)
+    if queued is None or dur <= 0 or not waited_on_another_thread(stall):
+        return False
+    if float(stall.get("cpu_ms") or 0.0) >= STARVED_CPU_SHARE * dur:
+        return False  # it computed: the loop's own turn, whatever else waited
+    t = float(stall.get("t") or 0.0)
+    loop = str(stall.get("loop_tid"))
+    waits = [ms for tid, ms in queued(t, t + dur / 1000).items() if tid != loop]
+    return max(waits, default=0.0) >= PROXY_RUNQ_SHARE * dur
 
 
 def _starved(stall: dict[str, Any]) -> bool:
@@ -93,9 +148,15 @@ def _outside_callbacks(stall: dict[str, Any]) -> bool:
     """No stack sample found the loop thread in any Python callback (only the
     agent's run_until_complete: it was in native code, most often waiting to
     take the GIL back from another thread), or the watchdog itself got no
-    CPU to take a sample: no line of the target held the loop."""
+    CPU to take a sample: no line of the target held the loop. A sample whose
+    innermost frame is the selector (the stdlib loop waiting for events, with
+    asyncio's own frames under it) found the loop between callbacks too."""
     stacks = stall.get("stacks") or []
-    return not any(_running(st.get("frames") or []) for st in stacks)
+    return not any(_running(st.get("frames") or []) and not _in_selector(st.get("frames") or []) for st in stacks)
+
+
+def _in_selector(frames: list[dict[str, Any]]) -> bool:
+    return bool(frames) and str(frames[-1].get("file", "")).replace("\\", "/").endswith("/selectors.py")
 
 
 def leaf_frame(stall: dict[str, Any]) -> str | None:
@@ -303,13 +364,17 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     # host (noisy CI, the load generator on the same cores), not the line
     host_stalls = [s for s in stalls if s not in gc_stalls
                    and (s.get("runq_wait_ms") or 0) >= HOST_SHARE * s.get("duration_ms", 0)]
+    queued = queued_threads(run_dir)
+    proxy_stalls = [s for s in stalls if s not in gc_stalls and s not in host_stalls
+                    and waited_on_a_starved_thread(s, queued)]
+    host_stalls += proxy_stalls
     contention = [s for s in stalls if s not in gc_stalls and s not in host_stalls
-                  and (_in_heartbeat(s) or _starved(s) or _outside_callbacks(s))]
+                  and (_in_heartbeat(s) or _starved(s) or _outside_callbacks(s) or watchdog_held_out(s, threshold))]
     user_stalls = [s for s in stalls if s not in gc_stalls and s not in host_stalls and s not in contention]
     durs = [float(s["duration_ms"]) for s in user_stalls]
     metrics.update(loop_stall_count=len(user_stalls), loop_stall_max_ms=max(durs) if durs else 0.0,
                    loop_stall_total_ms=round(sum(durs), 1), loop_gc_stall_count=len(gc_stalls),
-                   loop_host_stall_count=len(host_stalls),
+                   loop_host_stall_count=len(host_stalls), loop_host_proxy_stall_count=len(proxy_stalls),
                    loop_host_stall_total_ms=round(sum(float(s["duration_ms"]) for s in host_stalls), 1),
                    loop_contention_stall_count=len(contention),
                    loop_contention_stall_total_ms=round(sum(float(s["duration_ms"]) for s in contention), 1))
@@ -413,6 +478,7 @@ def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float
                   f"{sum(x.get('gc_ms', 0) for x in items):.0f} ms",
                   f"{len(hit_streams)} streams saw a frame gap these stalls explain (overlapping the stall and "
                   f"at most {GAP_LENGTH_RATIO:g}x its length; worst {worst_gap:.0f} ms)",
+                  *_blocked_in(items),
                   "stack of the first stall (innermost last):", *excerpt],
         figures={"count": len(items), "p50_ms": float(np.percentile(d, 50)), "p99_ms": float(np.percentile(d, 99)),
                  "max_ms": mx, "total_ms": total, "streams_with_gap": len(hit_streams), "cpu_bound": cpu_bound},
@@ -421,6 +487,16 @@ def _stall_finding(key: str, items: list[dict[str, Any]], gaps, threshold: float
         # were sampled in, for the grouping stage (one send path, one cause)
         sites=([{"frame": key}] if not lib and key != "unattributed" else []) + [{"leaf": lf} for lf, _ in leaves.most_common(3)],
     )
+
+
+def _blocked_in(items: list[dict[str, Any]]) -> list[str]:
+    """What the stack samples caught the loop thread blocked in: a call it
+    made (a sleep, I/O), or a futex (the GIL or a lock another thread held)."""
+    seen = Counter(str(st["syscall"]) for x in items for st in x.get("stacks") or [] if st.get("syscall"))
+    if not seen:
+        return []
+    return ["the loop thread, at the stack samples, was in: " + ", ".join(f"{c} {n}x" for c, n in seen.most_common())
+            + ("; a futex is a wait for the GIL or a lock another thread held" if "futex" in seen else "")]
 
 
 def _startup_finding(startup_s: float, stalls: list[dict[str, Any]], scenario: str | None) -> Finding:

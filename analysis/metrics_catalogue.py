@@ -81,6 +81,8 @@ METRICS: tuple[Metric, ...] = (
     _m("loop_stall_total_ms", "ms", "lower", "total loop stall time attributed to the target's code"),
     _m("loop_gc_stall_count", "stalls", "lower", "loop stalls during garbage collection"),
     _m("loop_host_stall_count", "stalls", "none", "loop stalls when the whole host stalled"),
+    _m("loop_host_proxy_stall_count", "stalls", "none",
+       "of the host stalls, those in which the loop waited on a thread the machine starved (the GIL's holder)"),
     _m("loop_host_stall_total_ms", "ms", "none", "total loop stall time when the whole host stalled"),
     _m("loop_contention_stall_count", "stalls", "none", "loop stalls from CPU contention"),
     _m("loop_contention_stall_total_ms", "ms", "none", "total loop stall time from CPU contention"),

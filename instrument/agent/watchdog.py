@@ -35,6 +35,7 @@ import threading
 import time
 from typing import Any
 
+from . import threadstat
 from .events import EventLog
 
 _STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"])
@@ -104,6 +105,8 @@ class LoopWatchdog:
         self.lags: collections.deque[float] = collections.deque()
         self._tasks: collections.deque[dict[str, float]] = collections.deque(maxlen=3600)
         self.loop_tid: int | None = None
+        self.loop_native_id: int | None = None
+        self._syscall: threadstat.SyscallReader | None = None
         self.loop_cpu_clock: int | None = None
         self.gc_spans: collections.deque[tuple[float, float]] = collections.deque(maxlen=256)
         self._gc_start: float | None = None
@@ -143,6 +146,8 @@ class LoopWatchdog:
         """Call from inside the running loop."""
         self._loop = loop
         self.loop_tid = threading.get_ident()
+        self.loop_native_id = threading.get_native_id()
+        self._syscall = threadstat.SyscallReader(self.loop_native_id)
         try:
             self._schedstat_fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
         except OSError:
@@ -165,6 +170,8 @@ class LoopWatchdog:
             self._task.cancel()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        if self._syscall is not None:
+            self._syscall.close()
         while self._tasks:  # counts of the last second, not yet written by the thread
             self.log.write("tasks", self._tasks.popleft())
 
@@ -329,7 +336,12 @@ class LoopWatchdog:
         frame = sys._current_frames().get(self.loop_tid)  # type: ignore[arg-type]
         if frame is None:
             return
-        stall["stacks"].append({"at_ms": round((now - stall["expected"]) * 1000, 1), "frames": self._walk(frame)})
+        frames = self._walk(frame)
+        # the GIL held from the stack to here: a loop thread in Python code is
+        # blocked, in the call it made or in a futex for the GIL or a lock (threadstat)
+        call = self._syscall.read() if self._syscall is not None else None
+        stall["stacks"].append({"at_ms": round((now - stall["expected"]) * 1000, 1), "frames": frames,
+                                "syscall": call})
 
     def _own(self, filename: str) -> tuple[bool, str]:
         hit = self._path_cache.get(filename)
@@ -394,6 +406,7 @@ class LoopWatchdog:
             # CPU time of the loop thread close to the wall time: computing; far below: waiting (sleep, I/O, lock)
             "cpu_bound": bool(cpu_ms >= 0.6 * span_ms),
             "threshold_ms": self.threshold * 1000,
+            "loop_tid": self.loop_native_id,  # the loop thread among the sampler's (cpu_threads.jsonl)
         })
 
     def _emit_second(self, start: float, end: float, samples: int, busy: int, frames: collections.Counter,

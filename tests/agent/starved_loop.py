@@ -2,7 +2,13 @@
 MODE "block": the loop blocks in time.sleep (the target's own stall);
 MODE "idle": the loop idles (a test starves it from outside);
 MODE "agent-work": the loop idles while another thread holds the GIL for
-~200 ms at a time inside AGENT_WORK (as a tracemalloc snapshot does)."""
+~200 ms at a time inside AGENT_WORK (as a tracemalloc snapshot does);
+MODE "worker": the loop runs short Python turns beside a thread of "the
+target" that computes in Python (it holds the GIL between switches; a test
+starves it of CPU); MODE "worker-block": the same, and the loop blocks in
+time.sleep.
+The worker's native id follows "ready", for a test to pin and nice it; the
+loop starts its turns at the next line on stdin."""
 from __future__ import annotations
 
 import asyncio
@@ -32,6 +38,17 @@ def _hold_gil_as_the_agent(stop: threading.Event) -> None:
             sum(range(n))
 
 
+def _compute(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(20000))  # Python bytecode: it gives up the GIL only when asked, and running
+
+
+def _turn() -> None:
+    end = time.perf_counter() + 0.001
+    while time.perf_counter() < end:  # Python bytecode, well under the stall threshold
+        pass
+
+
 async def main(out: Path, mode: str, seconds: float) -> None:
     log = EventLog(out)
     wd = LoopWatchdog(log, threshold_s=0.05, code_roots=[str(Path(__file__).parent)], busy_sample_hz=0)
@@ -39,12 +56,24 @@ async def main(out: Path, mode: str, seconds: float) -> None:
     stop = threading.Event()
     if mode == "agent-work":
         threading.Thread(target=_hold_gil_as_the_agent, args=(stop,), name="earshot-test-work", daemon=True).start()
-    print("ready", flush=True)
+    worker = None
+    if mode.startswith("worker"):
+        await asyncio.to_thread(int)  # the executor's import and first thread, before the test starts to watch
+        worker = threading.Thread(target=_compute, args=(stop,), name="render-worker", daemon=True)
+        worker.start()
+    print("ready", worker.native_id if worker else "", flush=True)
+    if worker is not None:  # the test pins and nices the worker first: its moving is not the loop's stall
+        await asyncio.to_thread(sys.stdin.readline)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if mode == "block":
+        if mode in ("block", "worker-block"):
             time.sleep(0.2)  # blocking the loop: the target's fault
-        await asyncio.sleep(0.3)
+        if mode.startswith("worker"):
+            for _ in range(50):
+                _turn()
+                await asyncio.sleep(0.005)
+        else:
+            await asyncio.sleep(0.3)
     stop.set()
     wd.stop()
     log.close()

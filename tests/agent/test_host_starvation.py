@@ -1,7 +1,10 @@
 """Known answer for the watchdog's host/target split: a loop that blocks
 itself is the target's stall (little run-queue wait); a loop starved of CPU
 by other processes on its core is the machine's (run-queue wait ~ the stall),
-and analysis keeps only the first kind as findings."""
+and so is a loop that waits for the GIL a starved thread of its own process
+holds (the loop thread neither computes nor queues: the worker does); analysis
+keeps only the target's kind as findings, and a loop that sleeps beside a
+busy worker stays the target's."""
 from __future__ import annotations
 
 import json
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from analysis.loop import analyse_loop
+from instrument.cpu_threads import ThreadCpuSampler
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
@@ -81,3 +85,71 @@ def test_starved_loop_is_the_machines_not_a_finding(tmp_path):
     assert not [f for f in findings if f.kind == "loop_stall"], [f.evidence for f in findings]
     assert metrics.get("loop_host_stall_count", 0) == len(host)
     assert time.monotonic() - t0 < 30
+
+
+two_cpus = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                              reason="needs two CPUs: the loop on one, a starved worker thread on the other")
+
+
+def _run_worker(tmp: Path, mode: str, seconds: float, *, starve_worker: bool) -> list[dict]:
+    """starved_loop.py's worker modes, with the out-of-process per-thread
+    sampler the wrapper runs; starve_worker: the worker thread alone, niced
+    to 19 on a second core beside a nice-0 spinner (the loop's core is left alone)."""
+    agent = tmp / "agent"
+    agent.mkdir(parents=True)
+    (agent / "agent.json").write_text(json.dumps({"stall_threshold_ms": 50}))
+    cpus = sorted(os.sched_getaffinity(0))
+    loop_cpu, worker_cpu = {cpus[0]}, {cpus[-1]}
+    p = subprocess.Popen([sys.executable, str(HERE / "starved_loop.py"), str(agent), mode, str(seconds)],
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    word, worker = p.stdout.readline().split()
+    assert word == "ready"
+    sampler = ThreadCpuSampler(p.pid, tmp / "cpu_threads.jsonl", period_s=0.1).start()
+    hog = None
+    if starve_worker:
+        for tid in os.listdir(f"/proc/{p.pid}/task"):
+            os.sched_setaffinity(int(tid), loop_cpu)
+        os.sched_setaffinity(int(worker), worker_cpu)
+        os.setpriority(os.PRIO_PROCESS, int(worker), 19)
+        spin = "import time\nend=time.time()+%f\nwhile time.time()<end: pass\n" % (seconds + 1)
+        hog = subprocess.Popen([sys.executable, "-c", spin], preexec_fn=lambda: os.sched_setaffinity(0, worker_cpu))
+    p.stdin.write("go\n")
+    p.stdin.flush()
+    try:
+        p.wait(timeout=seconds + 30)
+    finally:
+        sampler.stop()
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+    path = agent / "stalls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@linux_only
+@two_cpus
+def test_a_loop_waiting_for_the_gil_a_starved_thread_holds_is_the_machines(tmp_path):
+    stalls = _run_worker(tmp_path, "worker", 3.0, starve_worker=True)
+    # the precondition: the loop was held up while it neither computed nor queued for a CPU
+    waiting = [s for s in stalls if s["cpu_ms"] < 0.25 * s["duration_ms"] and s["runq_wait_ms"] < 0.3 * s["duration_ms"]]
+    assert waiting, stalls
+    findings, metrics = analyse_loop(tmp_path)
+    assert not [f for f in findings if f.kind == "loop_stall"], [
+        {k: v for k, v in s.items() if k != "stacks"} | {"at": [(st["at_ms"], st["syscall"]) for st in s["stacks"]]}
+        for s in stalls]
+    assert metrics["loop_stall_count"] == 0
+    assert metrics["loop_contention_stall_count"] + metrics["loop_host_stall_count"] == len(stalls)
+
+
+@linux_only
+@two_cpus
+def test_a_loop_that_sleeps_beside_a_busy_worker_is_the_targets_stall(tmp_path):
+    stalls = _run_worker(tmp_path, "worker-block", 2.0, starve_worker=False)
+    slept = [s for s in stalls if any(st.get("syscall") in ("clock_nanosleep", "nanosleep") for st in s["stacks"])]
+    assert len(slept) >= 3, stalls  # the watchdog caught the loop in its sleep
+    findings, metrics = analyse_loop(tmp_path)
+    found = [f for f in findings if f.kind == "loop_stall"]
+    assert [f.location.function for f in found] == ["main"], [(f.location.render(), f.evidence) for f in findings]
+    assert found[0].figures["count"] >= len(slept)
+    assert any("clock_nanosleep" in e or "nanosleep" in e for e in found[0].evidence)

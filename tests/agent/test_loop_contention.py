@@ -62,3 +62,55 @@ def test_a_starved_turn_is_contention_and_a_sleep_or_a_computation_is_a_stall(tm
     stalls_found = {f.location.function: f.figures["count"] for f in findings if f.kind == "loop_stall"}
     assert stalls_found == {"send_blocking": 2, "render_on_loop": 1}
     assert metrics["loop_contention_stall_count"] == 1 and metrics["loop_stall_count"] == 3
+
+
+
+def _waiting(t: float, ms: float, calls: list, *, cpu: float = 1.0) -> dict:
+    loc = {"file": "streaming.py", "line": 215, "function": "_frames"}
+    frames = [{"file": "/app/streaming.py", "line": 215, "function": "_frames", "own": True}]
+    return {**_stall(t, ms, frames, runq=3.0, cpu=cpu, loc=loc), "loop_tid": 100,
+            "stacks": [{"at_ms": 55.0 + 30 * i, "frames": frames, "syscall": c} for i, c in enumerate(calls)]}
+
+
+def _sampler(tmp, queued_ms: dict[float, float]) -> None:
+    """cpu_threads.jsonl: every 0.1 s from t=0, the loop thread (100) never
+    queued, a worker thread (101) queued queued_ms[t] ms in the 0.1 s before t."""
+    rows, total = [{"meta": True, "pid": 100, "clk_tck": 100, "ncpu": 2, "period_s": 0.1}], 0.0
+    for k in range(0, 120):
+        t = round(k * 0.1, 1)
+        total += queued_ms.get(t, 0.0)
+        rows.append({"t": t, "threads": {"100": ["python", 0], "101": ["python", 0]},
+                     "waits": {"100": 0.0, "101": total}, "busy": 0, "total": 0})
+    (tmp / "cpu_threads.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_loop_waiting_on_a_starved_threads_gil_is_the_machines(tmp_path):
+    # the worker thread waited for a CPU 95 ms in each 0.1 s from 1.0 s to 2.0 s, and at 5.1-5.4 s
+    _sampler(tmp_path, {**{round(1.0 + k / 10, 1): 95.0 for k in range(1, 11)},
+                        **{round(5.0 + k / 10, 1): 95.0 for k in range(1, 5)}})
+    _write(tmp_path, [
+        # seen on CI: 156 ms "in" a generator's yield, the loop neither computing nor queued
+        _waiting(1.2, 156.4, ["futex", "futex"]),
+        # the loop slept: the target's stall, whoever else the machine starved
+        _waiting(1.5, 156.4, ["clock_nanosleep"]),
+        # a sample in a sleep, then a wait for the GIL: the sleep's
+        _waiting(1.7, 156.4, ["clock_nanosleep", "futex"]),
+        # a futex wait while no other thread queued: the target's (its lock, its GIL-holding thread)
+        _waiting(3.0, 156.4, ["futex"]),
+        # the loop computed: its own turn
+        _waiting(5.1, 156.4, ["futex"], cpu=120.0),
+        # a run from before the readings: as before
+        _waiting(5.2, 156.4, [None]),
+    ])
+    findings, metrics = analyse_loop(tmp_path)
+    assert metrics["loop_host_proxy_stall_count"] == 1 and metrics["loop_host_stall_count"] == 1
+    assert metrics["loop_stall_count"] == 5
+    stall = next(f for f in findings if f.kind == "loop_stall")
+    assert stall.figures["count"] == 5 and stall.location.function == "_frames"
+    assert any("clock_nanosleep 2x" in e and "futex 3x" in e for e in stall.evidence), stall.evidence
+
+
+def test_without_the_samplers_readings_a_futex_wait_stays_the_targets(tmp_path):
+    _write(tmp_path, [_waiting(1.2, 156.4, ["futex"])])
+    findings, metrics = analyse_loop(tmp_path)
+    assert metrics["loop_stall_count"] == 1 and metrics["loop_host_proxy_stall_count"] == 0
