@@ -121,6 +121,10 @@ class LoopWatchdog:
         # the target's (a noisy CI box, an overloaded load generator)
         self._schedstat_fd: int | None = None
         self._waits: collections.deque[tuple[float, int]] = collections.deque(maxlen=1024)
+        # late beats the heartbeat saw (expected, beat, CPU at the beat before, CPU at it, the beat before),
+        # and the beat before each stall the watchdog recorded itself, so that none is recorded twice
+        self._late: collections.deque[tuple[float, float, float, float, float]] = collections.deque(maxlen=256)
+        self._seen: collections.deque[float] = collections.deque(maxlen=64)
 
     # -- GC ---------------------------------------------------------------------
     def install_gc_callbacks(self) -> None:
@@ -170,6 +174,8 @@ class LoopWatchdog:
             self._task.cancel()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        if self._thread is None or not self._thread.is_alive():
+            self._record_unseen(None, self._runq_wait_ns())  # late beats of the last wake
         if self._syscall is not None:
             self._syscall.close()
         while self._tasks:  # counts of the last second, not yet written by the thread
@@ -184,7 +190,13 @@ class LoopWatchdog:
             await asyncio.sleep(interval)
             now = time.perf_counter()
             # the loop thread's own CPU clock, read by itself: CPU spent between beats
-            self.last_beat_cpu = time.thread_time()
+            cpu = time.thread_time()
+            if now - expected > self.threshold:
+                # a late beat, for the watchdog thread to record if it saw no stall:
+                # another thread's C call that held the GIL kept the watchdog out as
+                # well, and when it let go the loop took the GIL first
+                self._late.append((expected, now, self.last_beat_cpu, cpu, self.last_beat))
+            self.last_beat_cpu = cpu
             self.last_beat = now
             self.lags.append(max(0.0, now - expected))
             if now - last_tasks >= 1.0:
@@ -248,6 +260,7 @@ class LoopWatchdog:
                 if beat != stall["beat"]:  # the loop came back
                     stall["wait1"] = wait_ns
                     self._emit_stall(stall, beat)
+                    self._seen.append(stall["beat"])
                     stall = None
                 else:
                     age = now - stall["expected"]
@@ -259,6 +272,7 @@ class LoopWatchdog:
                         self.fh_file.write(f"\n--- loop blocked {age:.1f} s ---\n")
                         self.fh_file.flush()
                         faulthandler.dump_traceback(file=self.fh_file, all_threads=True)
+            self._record_unseen(stall, wait_ns)
             # stack sampling, for saturation below the stall threshold; only
             # while the loop is busy (an idle loop cannot be saturated, and a
             # sample costs the loop the GIL)
@@ -307,6 +321,31 @@ class LoopWatchdog:
             wake = min(wake, second_start + 1.0)
             if self._stop.wait(max(0.002, wake - time.perf_counter())):
                 break
+
+    def _record_unseen(self, open_stall: dict[str, Any] | None, wait_ns: int | None) -> None:
+        """The late beats the watchdog did not see as stalls, recorded with no
+        stack (it could not run to take one): analysis counts them apart
+        (contention, or the agent's own work), never as a line of the target."""
+        keep = []
+        while self._late:
+            expected, end, cpu0, cpu1, beat0 = self._late.popleft()
+            if open_stall is not None and beat0 == open_stall["beat"]:
+                keep.append((expected, end, cpu0, cpu1, beat0))  # the watchdog's own; it records it
+                continue
+            if beat0 in self._seen:
+                continue
+            span_ms = (end - beat0) * 1000
+            cpu_ms = (cpu1 - cpu0) * 1000
+            w0 = self._wait_before(expected)
+            runq_ms = round(min((wait_ns - w0) / 1e6, span_ms), 2) if w0 is not None and wait_ns is not None else None
+            self.log.write("stalls", {
+                "t": expected + self._wall_offset, "duration_ms": round((end - expected) * 1000, 2), "location": None,
+                "stacks": [], "gc_ms": round(self._gc_ms(expected, end), 2), "cpu_ms": round(cpu_ms, 2),
+                "agent_ms": round(AGENT_WORK.overlap_ms(expected, end), 2), "runq_wait_ms": runq_ms,
+                "cpu_bound": bool(cpu_ms >= 0.6 * span_ms), "threshold_ms": self.threshold * 1000,
+                "loop_tid": self.loop_native_id, "seen_by": "heartbeat",
+            })
+        self._late.extend(keep)
 
     def _busy_frame(self) -> str | None:
         """The attributed frame the loop thread is running, or None when idle

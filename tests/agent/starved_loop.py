@@ -3,6 +3,7 @@ MODE "block": the loop blocks in time.sleep (the target's own stall);
 MODE "idle": the loop idles (a test starves it from outside);
 MODE "agent-work": the loop idles while another thread holds the GIL for
 ~200 ms at a time inside AGENT_WORK (as a tracemalloc snapshot does);
+MODE "target-gil": the same, by a thread of "the target", outside AGENT_WORK;
 MODE "worker": the loop runs short Python turns beside a thread of "the
 target" that computes in Python (it holds the GIL between switches; a test
 starves it of CPU); MODE "worker-block": the same, and the loop blocks in
@@ -12,6 +13,7 @@ loop starts its turns at the next line on stdin."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -22,6 +24,10 @@ from instrument.agent.watchdog import AGENT_WORK, LoopWatchdog
 
 
 def _hold_gil_as_the_agent(stop: threading.Event) -> None:
+    _hold_gil(stop, AGENT_WORK)
+
+
+def _hold_gil(stop: threading.Event, work) -> None:
     n, took = 1 << 16, 0.0
     # calibrate: one C call that holds the GIL for ~200 ms of this thread's
     # CPU. Not wall time: with the other test worker busy, preemption made a
@@ -29,12 +35,12 @@ def _hold_gil_as_the_agent(stop: threading.Event) -> None:
     # held the GIL under the 50 ms threshold and stalled nothing
     while took < 0.2:
         n *= 2
-        with AGENT_WORK:
+        with work:
             t = time.thread_time()
             sum(range(n))
             took = time.thread_time() - t
     while not stop.wait(0.3):
-        with AGENT_WORK:
+        with work:
             sum(range(n))
 
 
@@ -56,6 +62,9 @@ async def main(out: Path, mode: str, seconds: float) -> None:
     stop = threading.Event()
     if mode == "agent-work":
         threading.Thread(target=_hold_gil_as_the_agent, args=(stop,), name="earshot-test-work", daemon=True).start()
+    elif mode == "target-gil":
+        threading.Thread(target=_hold_gil, args=(stop, contextlib.nullcontext()), name="render-worker",
+                         daemon=True).start()
     worker = None
     if mode.startswith("worker"):
         await asyncio.to_thread(int)  # the executor's import and first thread, before the test starts to watch

@@ -114,3 +114,30 @@ def test_without_the_samplers_readings_a_futex_wait_stays_the_targets(tmp_path):
     _write(tmp_path, [_waiting(1.2, 156.4, ["futex"])])
     findings, metrics = analyse_loop(tmp_path)
     assert metrics["loop_stall_count"] == 1 and metrics["loop_host_proxy_stall_count"] == 0
+
+
+def test_a_gil_held_by_another_threads_c_call_is_recorded_and_is_contention(tmp_path):
+    """The watchdog cannot run while another thread's C call holds the GIL,
+    and when the call lets go the loop often takes the GIL first and beats:
+    the heartbeat records that late beat itself. Every hold is a stall on
+    record (seen by the watchdog, or by the heartbeat with no stack), and
+    none is a line of the target's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, here = Path(__file__).resolve().parents[2], Path(__file__).parent
+    agent = tmp_path / "agent"
+    agent.mkdir()
+    (agent / "agent.json").write_text(json.dumps({"stall_threshold_ms": 50}))
+    p = subprocess.run([sys.executable, str(here / "starved_loop.py"), str(agent), "target-gil", "3.0"],
+                       env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    stalls = [json.loads(line) for line in (agent / "stalls.jsonl").read_text().splitlines()]
+    # ~200 ms holds every ~0.5 s for 3 s, after the calibration's own
+    assert len(stalls) >= 4, stalls
+    assert all(s["duration_ms"] >= 50 for s in stalls)
+    findings, metrics = analyse_loop(tmp_path)
+    assert not [f for f in findings if f.kind == "loop_stall"], [(f.location.render(), f.evidence) for f in findings]
+    assert metrics["loop_contention_stall_count"] + metrics["loop_host_stall_count"] == len(stalls)
