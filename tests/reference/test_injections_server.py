@@ -205,13 +205,22 @@ def test_loop_saturation_keeps_the_loop_busy_while_streaming(tmp_path, music):
             c.stream("play_normal", {"track_id": 1}, stop_after_frames=1)
             c.send("buffer_full")  # the stream stays open (and counted) but sends nothing
             time.sleep(0.5)
-            p = psutil.Process(srv.proc.pid)
-            t0, c0 = time.monotonic(), sum(p.cpu_times()[:2])
+            t0, c0 = time.monotonic(), _occupied_s(srv.proc.pid)
             time.sleep(2.0)
-            cpu[inject] = (sum(p.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
+            cpu[inject] = (_occupied_s(srv.proc.pid) - c0) / (time.monotonic() - t0)
             c.close()
         finally:
             srv.stop()
-    # the injection keeps ~0.8 core busy on an idle machine; on a loaded 2-core
-    # machine it gets less CPU, so the bound is the clear separation, not 0.8
-    assert cpu["loop-saturation"] >= 0.4 and cpu[""] < 0.2, cpu
+    # the injection keeps the loop thread computing ~80% of the time. What it
+    # gets of a CPU depends on the machine (0.27 of one under three test
+    # workers on two cores, against a bound of 0.4 on CPU time); on a CPU or
+    # queued for one, the share it wants, does not
+    assert cpu["loop-saturation"] >= 0.6 and cpu[""] < 0.2, cpu
+
+
+def _occupied_s(pid: int) -> float:
+    """Seconds the server's loop thread (its main thread) has run or been
+    runnable waiting for a CPU (schedstat: ns on a CPU, ns in the run queue)."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat") as fh:
+        run, wait = fh.read().split()[:2]
+    return (int(run) + int(wait)) / 1e9
