@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..grouping import error_text
 from ..model import Finding, Location
 
 CONTINUITY_SHARE = 0.99  # of the track a stream must deliver
@@ -107,5 +108,9 @@ def analyse(result: dict[str, Any], scenario: str | None) -> tuple[list[Finding]
             location=Location(scenario=scenario, route="/ws play_normal"),
             evidence=[f"{s.get('track')}: {s.get('outcome')}, {s.get('delivered_s')} s of {s.get('expected_s')} s, "
                       f"longest gap {s.get('max_gap_s')} s, {s.get('error') or ''}" for s in bad[:4]],
-            figures={"streams_broken": float(len(bad))}, key="concurrent_writes:streams"))
+            figures={"streams_broken": float(len(bad))}, key="concurrent_writes:streams",
+            # the server's words when it refused a stream ("Server busy"): a stream
+            # that got no slot is the slots' defect (grouping folds it under a leak
+            # of them), not the writes'
+            sites=[{"error": t} for t in dict.fromkeys(error_text(s.get("error")) for s in bad) if t]))
     return findings, metrics

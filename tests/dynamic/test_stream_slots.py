@@ -96,3 +96,22 @@ def test_no_answer_before_the_check_is_an_error_not_a_finding():
                        compression=False, start_timeout_s=1.0)
     assert res["outcome"] == "error" and res["before"]["reply"] is None and res["cycles"] == []
     assert judge.analyse(res, None) == ([], {})
+
+
+def test_a_stream_the_write_check_could_not_start_for_lack_of_a_slot_is_the_leaks_symptom():
+    """Seen with the slot-leak injection: the load's own cancels took all 10
+    slots before the concurrent_writes check, whose stream was refused
+    "Server busy"; that is the leak's symptom, not the writes' defect."""
+    from analysis.dynamic import concurrent_writes
+
+    refusal = {"type": "audio_stream_error", "data": {"track_id": 1, "error": BUSY, "code": "STREAMING_ERROR"}}
+    result = {"outcome": "done", "routes": [], "read_back": {},
+              "stream_results": [{"track": "timecode", "outcome": "error", "error": refusal, "delivered_s": 0.0,
+                                  "expected_s": 20.0, "max_gap_s": 0.0}]}
+    broken = [f for f in concurrent_writes.analyse(result, "release")[0] if f.kind == "stream_broken_by_writes"]
+    assert broken and broken[0].sites == [{"error": BUSY}]
+    leak = Finding(kind="permit_leak", title="leak", severity="HIGH", dimension="Error Handling", description="",
+                   impact="", suggested_fix="", location=Location(file="session.py", line_start=411),
+                   sites=[{"frame": "session.py:411 Session.stream"}, {"error": BUSY}])
+    (out,) = group_findings([broken[0], leak])
+    assert out.kind == "permit_leak" and [s["kind"] for s in out.symptoms] == ["stream_broken_by_writes"]
