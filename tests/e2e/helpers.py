@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
             alone: bool = False) -> subprocess.CompletedProcess:
     """env: added to this process's environment (the wrapper passes it on to the target).
-    alone: nothing the other xdist worker runs shares the machine with this run (tests/host_share.py)."""
+    alone: nothing the other xdist workers run shares the machine with this run (tests/host_share.py)."""
     # 40 s tracks keep three enhanced boundaries (15, 25, 35 s) and halve the suite's time
     with host_share.share(exclusive=alone):
         return subprocess.run([sys.executable, "-m", "instrument.run", "--quiet", "--track-seconds", "40", *args],
@@ -25,7 +26,7 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
 
 
 def shared_dir(tmp_path_factory, worker_id: str) -> Path:
-    """This session's directory for what both xdist workers share (each
+    """This session's directory for what the xdist workers share (each
     worker's basetemp is popen-gwN under the session's; without xdist,
     worker_id is "master" and the basetemp is the session's)."""
     root = tmp_path_factory.getbasetemp()
@@ -34,9 +35,9 @@ def shared_dir(tmp_path_factory, worker_id: str) -> Path:
     return shared
 
 
-def shared_run(tmp_path_factory, worker_id: str, name: str, *args: str,
-               timeout: float = 300, alone: bool = False) -> tuple[Path, subprocess.CompletedProcess]:
-    """One run of `args` for every test file that asks for `name`, on either
+def shared_run(tmp_path_factory, worker_id: str, name: str, *args: str, timeout: float = 300, alone: bool = False,
+               env: dict[str, str] | None = None) -> tuple[Path, subprocess.CompletedProcess]:
+    """One run of `args` for every test file that asks for `name`, on any
     xdist worker: the first to ask makes it, the others wait for it and read
     it (pytest-xdist's recipe for a session fixture that runs once). Test
     files whose assertions hold of the same run share it instead of each
@@ -47,11 +48,59 @@ def shared_run(tmp_path_factory, worker_id: str, name: str, *args: str,
     # this test's own share of it is let go while it waits (host_share)
     with host_share.released(), host_share.flocked(shared / f"{name}.lock"):
         if not done.exists():
-            r = run_cli(*args, "--out", str(out), timeout=timeout, alone=alone)
+            r = run_cli(*args, "--out", str(out), timeout=timeout, alone=alone, env=env)
             done.write_text(json.dumps({"args": r.args, "returncode": r.returncode,
                                         "stdout": r.stdout, "stderr": r.stderr}))
     d = json.loads(done.read_text())
     return out, subprocess.CompletedProcess(d["args"], d["returncode"], d["stdout"], d["stderr"])
+
+
+def sentinel_home(home: Path) -> Path:
+    """A HOME for the wrapper that it must leave byte-identical: music, a
+    config file, notes and a symlink (the same tree whoever makes it)."""
+    if not home.exists():
+        (home / "Music" / "album").mkdir(parents=True)
+        (home / "Music" / "album" / "song.wav").write_bytes(b"RIFF" + bytes(range(256)) * 4)
+        (home / ".config").mkdir()
+        (home / ".config" / "settings.json").write_text('{"user": "sentinel"}')
+        (home / "notes.txt").write_text("do not touch\n")
+        (home / "link-to-notes").symlink_to(home / "notes.txt")
+    return home
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = "link:" + os.readlink(p)
+        elif p.is_file():
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            out[rel] = "dir"
+    return out
+
+
+# every check of the release scenario but backpressure: it holds readers for
+# 2 x 6 s, and test_scenarios.py's slow-client run already runs it on the clean reference
+RELEASE_CHECKS = ("truth,recovery,openapi,origins,bad_files,ws_contract,isolation,socket_input,path_traversal,"
+                  "concurrent_writes,stream_slots,crash_restart,shutdown")
+
+
+def release_clean(tmp_path_factory, worker_id: str) -> tuple[Path, subprocess.CompletedProcess, Path, dict[str, str]]:
+    """The release scenario on the clean reference, once per session, with a
+    sentinel HOME for the wrapper: test_scenario_release.py's run of the
+    scenario and test_lifecycle_checks.py's clean control. (out, result, the
+    sentinel HOME, its digest before the run)."""
+    shared = shared_dir(tmp_path_factory, worker_id)
+    with host_share.flocked(shared / "release-home.lock"):
+        fresh = not (shared / "release-home").exists()
+        home = sentinel_home(shared / "release-home")
+        if fresh:
+            (shared / "release-home.json").write_text(json.dumps(tree_digest(home)))
+    out, r = shared_run(tmp_path_factory, worker_id, "release-clean", "--scenario", "release", "--duration", "6",
+                        "--track-seconds", "20", "--checks", RELEASE_CHECKS, env={"HOME": str(home)})
+    return out, r, home, json.loads((shared / "release-home.json").read_text())
 
 
 CONCURRENT_TRACKS_CLEAN = ("--scenario", "concurrent-tracks", "--duration", "12")
