@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-compile -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -25,8 +25,12 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the browser test will skip"; }
 
+# Three workers on two cores: much of an end-to-end test is waiting (a check's
+# hold, a restart's grace period, a hang's timeout), and a third worker fills it
+# (533 s with two, 444 s with three, on one machine). The runs that must have the
+# machine to themselves take it (tests/host_share.py).
 test: setup browser
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -1,7 +1,8 @@
-"""Suite-wide: `make test` runs `-n 2 --dist loadfile`: each test file runs
+"""Suite-wide: `make test` runs `-n 3 --dist loadfile`: each test file runs
 on one worker, so a module-scoped run (one end-to-end run serving several
 assertions) is made once, and the files are spread over the machine's two
-cores. End-to-end runs on both workers share the machine; the tool is built to
+cores (three workers: much of an end-to-end test is waiting). End-to-end
+runs on all workers share the machine; the tool is built to
 tell a loaded host from a slow target (run-queue wait, host stalls, the
 environment section), and these tests hold it to that."""
 import pytest
@@ -24,7 +25,7 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The slow files first. `-n 2 --dist loadfile --no-loadscope-reorder`
+    """The slow files first. `-n 3 --dist loadfile --no-loadscope-reorder`
     hands whole files to whichever worker is free, in this order; by default
     xdist orders the files by their number of tests, which queues the
     end-to-end files (few tests, each a run of a minute) last, and one worker

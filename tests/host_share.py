@@ -3,7 +3,7 @@
 Every test holds a shared flock on one file per test run while it runs
 (tests/conftest.py), and so does every wrapper run a module fixture makes;
 a run that must have the machine to itself takes the lock exclusively, and
-the other worker's tests wait for it between tests. Exclusive is for a
+the other workers' tests wait for it between tests. Exclusive is for a
 clean run whose gate judges latency under a load sized for a two-core
 machine: concurrent-tracks' six streams read TTFA p95 0.9 s on their own,
 and 1.6-1.7 s - over the gate's 1.5 s, a clean target failed - when the

@@ -145,7 +145,7 @@ def test_a_loop_waiting_for_the_gil_a_starved_thread_holds_is_the_machines(tmp_p
 @linux_only
 @two_cpus
 def test_a_loop_that_sleeps_beside_a_busy_worker_is_the_targets_stall(tmp_path):
-    stalls = _run_worker(tmp_path, "worker-block", 2.0, starve_worker=False)
+    stalls = _run_worker(tmp_path, "worker-block", 4.0, starve_worker=False)
     slept = [s for s in stalls if any(st.get("syscall") in ("clock_nanosleep", "nanosleep") for st in s["stacks"])]
     assert len(slept) >= 3, stalls  # the watchdog caught the loop in its sleep
     findings, metrics = analyse_loop(tmp_path)
