@@ -88,5 +88,23 @@ async def main(out: Path, mode: str, seconds: float) -> None:
     log.close()
 
 
+def run(tmp: Path, mode: str, seconds: float) -> list[dict]:
+    """For a test: this script in MODE under a watchdog with a 50 ms
+    threshold, writing into tmp/agent; the stalls it recorded."""
+    import json
+    import os
+    import subprocess
+
+    agent = tmp / "agent"
+    agent.mkdir(parents=True, exist_ok=True)
+    (agent / "agent.json").write_text(json.dumps({"stall_threshold_ms": 50}))
+    p = subprocess.run([sys.executable, __file__, str(agent), mode, str(seconds)],
+                       env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])),
+                       capture_output=True, text=True, timeout=seconds + 60)
+    assert p.returncode == 0, p.stderr
+    path = agent / "stalls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 if __name__ == "__main__":
     asyncio.run(main(Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])))

@@ -8,17 +8,13 @@ thread holds the GIL inside AGENT_WORK."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from analysis.loop import analyse_loop
 
-ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).parent
+from .starved_loop import run
+
 
 MAIN = {"file": "/x/instrument/agent/__main__.py", "line": 172, "function": "main", "own": False, "agent": True}
 SERVE = {"file": "/x/instrument/agent/__main__.py", "line": 160, "function": "serve", "own": False, "agent": True}
@@ -61,13 +57,7 @@ def test_the_agents_own_work_is_counted_never_a_finding(tmp_path):
 
 
 def test_a_stall_inside_the_agents_gil_holding_work_is_instrumentation(tmp_path):
-    agent = tmp_path / "agent"
-    agent.mkdir()
-    (agent / "agent.json").write_text(json.dumps({"stall_threshold_ms": 50}))
-    p = subprocess.run([sys.executable, str(HERE / "starved_loop.py"), str(agent), "agent-work", "3.0"],
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    stalls = [json.loads(line) for line in (agent / "stalls.jsonl").read_text().splitlines()]
+    stalls = run(tmp_path, "agent-work", 3.0)
     # the precondition: the GIL held by "our" thread did stall the loop
     ours = [s for s in stalls if s["agent_ms"] >= 0.5 * s["duration_ms"]]
     assert len(ours) >= 1, stalls

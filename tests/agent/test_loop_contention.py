@@ -122,19 +122,9 @@ def test_a_gil_held_by_another_threads_c_call_is_recorded_and_is_contention(tmp_
     the heartbeat records that late beat itself. Every hold is a stall on
     record (seen by the watchdog, or by the heartbeat with no stack), and
     none is a line of the target's."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from .starved_loop import run
 
-    root, here = Path(__file__).resolve().parents[2], Path(__file__).parent
-    agent = tmp_path / "agent"
-    agent.mkdir()
-    (agent / "agent.json").write_text(json.dumps({"stall_threshold_ms": 50}))
-    p = subprocess.run([sys.executable, str(here / "starved_loop.py"), str(agent), "target-gil", "3.0"],
-                       env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    stalls = [json.loads(line) for line in (agent / "stalls.jsonl").read_text().splitlines()]
+    stalls = run(tmp_path, "target-gil", 3.0)
     # ~200 ms holds every ~0.5 s for 3 s, after the calibration's own
     assert len(stalls) >= 4, stalls
     assert all(s["duration_ms"] >= 50 for s in stalls)
