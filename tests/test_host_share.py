@@ -44,3 +44,40 @@ def test_without_xdist_there_is_no_lock(monkeypatch):
     assert host_share._lock_file() is None
     with host_share.held_for_test(), host_share.share(exclusive=True):
         pass
+
+
+def test_a_waiting_exclusive_taker_closes_the_gate_to_new_shares(monkeypatch):
+    """Writer starvation: with three workers one of the other two nearly
+    always held a share, and an exclusive run waited 211-219 s. While it
+    waits, a new share waits behind it; the running test's share ends, the
+    exclusive run goes, then the new share."""
+    import threading
+    import time
+
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", f"host-share-gate-test-{os.getpid()}")
+    order: list[str] = []
+    running = open(host_share._lock_file(), "a")  # a test running on another worker
+    fcntl.flock(running, fcntl.LOCK_SH)
+
+    def exclusive():
+        with host_share._flock(fcntl.LOCK_EX):
+            order.append("exclusive")
+
+    def new_share():
+        with host_share._flock(fcntl.LOCK_SH):
+            order.append("new share")
+
+    x = threading.Thread(target=exclusive)
+    x.start()
+    time.sleep(0.3)  # the exclusive taker waits for the running test, the gate closed behind it
+    s = threading.Thread(target=new_share)
+    s.start()
+    time.sleep(0.3)
+    assert order == []  # neither got in while the running test holds its share
+    fcntl.flock(running, fcntl.LOCK_UN)
+    running.close()
+    x.join(5)
+    s.join(5)
+    assert order == ["exclusive", "new share"]
+    for p in (host_share._lock_file(), host_share._gate_file(host_share._lock_file())):
+        p.unlink()
