@@ -26,6 +26,14 @@ MIN_CYCLES = 30
 # queue (a 15 s stereo float32 chunk is 5 MiB). Far above that, it buffers
 # whole tracks per connection.
 PER_STREAM_FLOOR_MIB = 40.0
+# RSS per open stream claims audio buffered per connection; the agent measures
+# what connections hold (transport write buffers, byte queues: sendbuffers.jsonl).
+# When it did, and the most it saw held per open stream is under this share of
+# the RSS slope, the memory is not in the send path: a render's working set or a
+# decoded-track cache that grows with distinct tracks. Seen on the clean reference's
+# track-switch: RSS rose 56 MiB per open stream (95% CI 42 to 70) while at most
+# 0.95 MiB was held, over 5 connections.
+HELD_SHARE = 0.25
 
 
 def line_fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -116,8 +124,11 @@ def analyse_memory(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
         per_stream = _per_stream(run_dir, samples)
         if per_stream:
             metrics["rss_per_active_stream_mb"] = round(per_stream["slope"], 1)
-            if per_stream["ci_low"] > PER_STREAM_FLOOR_MIB:
-                findings.append(_per_stream_finding(per_stream, scenario))
+            held = held_per_stream_mib(run_dir)
+            if held is not None:
+                metrics["held_per_active_stream_max_mb"] = round(held, 2)
+            if per_stream["ci_low"] > PER_STREAM_FLOOR_MIB and (held is None or held >= HELD_SHARE * per_stream["slope"]):
+                findings.append(_per_stream_finding(per_stream, scenario, held))
     tasks = list(iter_jsonl(run_dir / AGENT / "tasks.jsonl"))
     if tasks and cycles.size:
         tt = np.array([x["t"] for x in tasks], dtype=float)
@@ -185,7 +196,20 @@ def _per_stream(run_dir: Path, samples: list[dict[str, Any]]) -> dict[str, float
     return {**line_fit(active, y), "max_active": int(active.max()), "n": int(t.size)}
 
 
-def _per_stream_finding(fit: dict[str, float], scenario: str | None) -> Finding:
+def held_per_stream_mib(run_dir: Path) -> float | None:
+    """The most the agent saw held per open WebSocket connection (its
+    transport write buffers and byte queues, over the connections open then),
+    in MiB; None when it took no readings."""
+    most = None
+    for r in iter_jsonl(Path(run_dir) / AGENT / "sendbuffers.jsonl"):
+        conns = int(r.get("ws_connections") or 0)
+        if conns > 0:
+            v = float(r.get("held_bytes") or 0) / conns / MIB
+            most = v if most is None else max(most, v)
+    return most
+
+
+def _per_stream_finding(fit: dict[str, float], scenario: str | None, held: float | None = None) -> Finding:
     return Finding(
         kind="memory_per_stream", title="Each open stream holds a large amount of memory",
         severity="HIGH" if fit["slope"] >= 100 else "MEDIUM", dimension="Performance",
@@ -197,7 +221,9 @@ def _per_stream_finding(fit: dict[str, float], scenario: str | None) -> Finding:
                "exhaust the server.",
         suggested_fix="Bound what is rendered ahead per connection and let socket backpressure stop the producer.",
         location=Location(scenario=scenario),
-        evidence=[f"RSS = a + {fit['slope']:.1f} MiB x open streams over {fit['n']} samples"],
+        evidence=[f"RSS = a + {fit['slope']:.1f} MiB x open streams over {fit['n']} samples"]
+        + ([f"the agent saw up to {held:.1f} MiB held per open connection (transport buffers and send queues)"]
+           if held is not None else ["the agent took no readings of what connections hold"]),
         figures={"mib_per_stream": fit["slope"], "ci_low": fit["ci_low"], "ci_high": fit["ci_high"],
                  "max_active": fit["max_active"]},
         key="memory-per-stream",

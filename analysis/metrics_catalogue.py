@@ -104,6 +104,8 @@ METRICS: tuple[Metric, ...] = (
     _m("rss_growth_mb_per_100_cycles_low", "MB/100 cycles", "lower",
        "95% lower bound of that growth: what a run shows beyond its noise"),
     _m("rss_per_active_stream_mb", "MB/stream", "lower", "RSS per concurrently active stream"),
+    _m("held_per_active_stream_max_mb", "MB/stream", "lower",
+       "most the agent saw held per open connection (transport buffers and send queues)"),
     _m("tasks_growth_per_100_cycles", "tasks/100 cycles", "lower", "asyncio tasks growth per 100 cycles"),
     # ---- post-load checks (analysis.checks)
     _m("recovery_ok", "0/1", "higher", "1 when a fresh stream succeeded after the load"),
