@@ -110,6 +110,13 @@ def released():
         _held = fh
 
 
+def own_share():
+    """A share of its own, whatever the test holds: for a wrapper run a
+    fixture starts and lets run while the test waits for another (and so
+    lets its own share go)."""
+    return _flock(fcntl.LOCK_SH)
+
+
 @contextlib.contextmanager
 def share(exclusive: bool = False):
     """A wrapper run's share: the machine to itself when ``exclusive``;

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from analysis.model import load_findings
+from tests import host_share
 
 from .helpers import ROOT, leftovers, release_clean, run_json, sentinel_home, tree_digest
 
@@ -53,8 +54,12 @@ def runs(tmp_path_factory, worker_id):
     base = tmp_path_factory.mktemp("lifecycle")
     home = sentinel_home(base / "sentinel-home")
     before = tree_digest(home)
-    injected = _finish(_start(base / "injected", "--inject", INJECT, home=home))
-    clean_out, clean, clean_home, clean_before = release_clean(tmp_path_factory, worker_id)
+    # side by side with the clean control when this file makes it: most of each run is
+    # waiting (restart, write storm, grace periods); its own share while this test waits
+    with host_share.own_share():
+        injected_p = _start(base / "injected", "--inject", INJECT, home=home)
+        clean_out, clean, clean_home, clean_before = release_clean(tmp_path_factory, worker_id)
+        injected = _finish(injected_p)
     return {"base": base, "injected": injected, "home": home, "before": before,
             "clean_out": clean_out, "clean": clean, "clean_home": clean_home, "clean_before": clean_before}
 
