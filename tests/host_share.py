@@ -14,7 +14,9 @@ to have, so the suite stops doing that; the gate's threshold stays.
 
 No cycles: a test's own shared lock is let go while it waits for a run
 another file shares (shared_run's per-run lock, whose holder may be waiting
-for the exclusive lock) and while it takes the exclusive lock itself.
+for the exclusive lock) and while it takes the exclusive lock itself. A test
+never holds a second share while it waits: taking its share back passes the
+gate an exclusive taker holds while it waits for every share to go.
 Without xdist nothing runs beside a test, and there is no lock."""
 from __future__ import annotations
 
@@ -108,13 +110,6 @@ def released():
         with _through_the_gate():
             fcntl.flock(fh, fcntl.LOCK_SH)
         _held = fh
-
-
-def own_share():
-    """A share of its own, whatever the test holds: for a wrapper run a
-    fixture starts and lets run while the test waits for another (and so
-    lets its own share go)."""
-    return _flock(fcntl.LOCK_SH)
 
 
 @contextlib.contextmanager

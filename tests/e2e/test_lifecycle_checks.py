@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from analysis.model import load_findings
-from tests import host_share
 
 from .helpers import ROOT, leftovers, release_clean, run_json, sentinel_home, tree_digest
 
@@ -54,12 +53,12 @@ def runs(tmp_path_factory, worker_id):
     base = tmp_path_factory.mktemp("lifecycle")
     home = sentinel_home(base / "sentinel-home")
     before = tree_digest(home)
-    # side by side with the clean control when this file makes it: most of each run is
-    # waiting (restart, write storm, grace periods); its own share while this test waits
-    with host_share.own_share():
-        injected_p = _start(base / "injected", "--inject", INJECT, home=home)
-        clean_out, clean, clean_home, clean_before = release_clean(tmp_path_factory, worker_id)
-        injected = _finish(injected_p)
+    # one after the other: the injected run holds this test's share of the machine, which
+    # the test lets go while it waits for another file's run (release_clean); a share of
+    # the injected run's own held across that wait deadlocked against an exclusive run
+    # waiting at host_share's gate (four fixture timeouts in a full suite)
+    injected = _finish(_start(base / "injected", "--inject", INJECT, home=home))
+    clean_out, clean, clean_home, clean_before = release_clean(tmp_path_factory, worker_id)
     return {"base": base, "injected": injected, "home": home, "before": before,
             "clean_out": clean_out, "clean": clean, "clean_home": clean_home, "clean_before": clean_before}
 
