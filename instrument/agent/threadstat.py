@@ -69,16 +69,3 @@ class SyscallReader:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-def syscall(native_id: int) -> str | None:
-    """The system call a thread is blocked in ("futex", "clock_nanosleep", ...,
-    "nr:N" when unnamed), "running" when it is on a CPU or runnable, None
-    when it cannot be read. Lets the GIL go: for a reading at one moment
-    with a stack, SyscallReader."""
-    try:
-        with open(f"{_TASKS}/{native_id}/syscall", "rb") as fh:
-            first = fh.read().split(maxsplit=1)[0].decode()
-    except (OSError, IndexError, UnicodeDecodeError):
-        return None
-    return _name(first)
