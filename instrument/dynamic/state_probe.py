@@ -59,7 +59,9 @@ def play_through(base_url: str, track: dict[str, Any], *, compression: bool, tim
                     else str(((r.msg or {}).get("data") or {}).get("reason"))
                 break
             else:
-                outcome, error = "error", str(r.msg)[:300]
+                # the server's message as it came (JSON), not its repr: analysis reads
+                # the server's words in it (a refusal is a slot leak's symptom)
+                outcome, error = "error", r.msg if isinstance(r.msg, dict) else str(r.msg)[:300]
                 break
     except OSError as e:
         outcome, error = "error", f"{type(e).__name__}: {e}"

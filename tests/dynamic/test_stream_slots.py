@@ -12,6 +12,7 @@ import json
 from analysis.dynamic import stream_slots as judge
 from analysis.grouping import group_findings
 from analysis.model import Finding, Location
+from instrument.dynamic.state_probe import play_through
 from instrument.dynamic.stream_slots_check import stream_slots
 
 from ..reference.helpers import Client, scan, start_server, write_tracks
@@ -46,6 +47,8 @@ def test_slots_gone_before_the_check_are_measured_and_found(tmp_path):
         assert holder.stream("play_normal", {"track_id": tracks[0]["track_id"]}, stop_after_frames=1).start
         res = stream_slots(base_url=srv.base, tracks=tracks, compression=False, cycles=3, settle_s=0.3,
                            start_timeout_s=10.0)
+        # the write check's stream, refused the same way, carries the server's message as it came
+        played = play_through(srv.base, tracks[0], compression=False, timeout_s=10.0)
         holder.close()
     finally:
         srv.stop()
@@ -58,6 +61,8 @@ def test_slots_gone_before_the_check_are_measured_and_found(tmp_path):
     assert (f.kind, f.severity, f.location.stream) == ("stream_slots_exhausted", "HIGH", "stream_slots")
     assert f.sites == [{"error": BUSY}] and f.figures["cycles"] == 0
     assert "the load's own cancels had taken the slots" in f.evidence[0] and BUSY in f.evidence[-1]
+    assert played["outcome"] == "error" and played["error"]["data"]["error"] == BUSY
+    json.dumps(played)
 
 
 def _result(before: str, after: str, cycles: list[str]) -> dict:
