@@ -33,6 +33,11 @@ def _names(run_dir: Path) -> dict[str, str]:
     return out
 
 
+def _bracket(times: list[float], a: float, b: float) -> tuple[int, int]:
+    """The sampler's readings that bracket [a, b] (clamped to the first and last)."""
+    return max(0, bisect.bisect_right(times, a) - 1), min(len(times) - 1, bisect.bisect_left(times, b))
+
+
 def outside_delay(run_dir: Path) -> Callable[[float, float], float] | None:
     """A function (a, b) -> ms by which the machine, not the target, held
     up the target's work in the wall-clock window [a, b]: the longest
@@ -56,8 +61,7 @@ def outside_delay(run_dir: Path) -> Callable[[float, float], float] | None:
     times = [r["t"] for r in samples]
 
     def delay(a: float, b: float) -> float:
-        i = max(0, bisect.bisect_right(times, a) - 1)
-        j = min(len(samples) - 1, bisect.bisect_left(times, b))
+        i, j = _bracket(times, a, b)
         if j <= i or b <= a:
             return 0.0
         s0, s1 = samples[i], samples[j]
@@ -85,10 +89,9 @@ def queued_threads(run_dir: Path) -> Callable[[float, float], dict[str, float]] 
     times = [r["t"] for r in samples]
 
     def queued(a: float, b: float) -> dict[str, float]:
-        i = bisect.bisect_right(times, a) - 1
-        j = bisect.bisect_left(times, b)
-        if i < 0 or j >= len(samples):
+        if a < times[0] or b > times[-1]:
             return {}  # not bracketed: outside the sampled span
+        i, j = _bracket(times, a, b)
         w0, w1 = samples[i]["waits"], samples[j]["waits"]
         return {t: max(0.0, w1[t] - w0[t]) for t in w1 if t in w0}
 

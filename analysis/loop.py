@@ -364,9 +364,10 @@ def analyse_loop(run_dir: Path) -> tuple[list[Finding], dict[str, Any]]:
     # host (noisy CI, the load generator on the same cores), not the line
     host_stalls = [s for s in stalls if s not in gc_stalls
                    and (s.get("runq_wait_ms") or 0) >= HOST_SHARE * s.get("duration_ms", 0)]
-    queued = queued_threads(run_dir)
-    proxy_stalls = [s for s in stalls if s not in gc_stalls and s not in host_stalls
-                    and waited_on_a_starved_thread(s, queued)]
+    # the sampler's readings, read only when a stall waited on another thread
+    candidates = [s for s in stalls if s not in gc_stalls and s not in host_stalls and waited_on_another_thread(s)]
+    queued = queued_threads(run_dir) if candidates else None
+    proxy_stalls = [s for s in candidates if waited_on_a_starved_thread(s, queued)]
     host_stalls += proxy_stalls
     contention = [s for s in stalls if s not in gc_stalls and s not in host_stalls
                   and (_in_heartbeat(s) or _starved(s) or _outside_callbacks(s) or watchdog_held_out(s, threshold))]

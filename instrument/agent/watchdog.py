@@ -153,7 +153,7 @@ class LoopWatchdog:
         self.loop_native_id = threading.get_native_id()
         self._syscall = threadstat.SyscallReader(self.loop_native_id)
         try:
-            self._schedstat_fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
+            self._schedstat_fd = os.open(f"/proc/self/task/{self.loop_native_id}/schedstat", os.O_RDONLY)
         except OSError:
             self._schedstat_fd = None
         first = self._runq_wait_ns()  # a reading from before any stall can start
@@ -338,13 +338,8 @@ class LoopWatchdog:
             cpu_ms = (cpu1 - cpu0) * 1000
             w0 = self._wait_before(expected)
             runq_ms = round(min((wait_ns - w0) / 1e6, span_ms), 2) if w0 is not None and wait_ns is not None else None
-            self.log.write("stalls", {
-                "t": expected + self._wall_offset, "duration_ms": round((end - expected) * 1000, 2), "location": None,
-                "stacks": [], "gc_ms": round(self._gc_ms(expected, end), 2), "cpu_ms": round(cpu_ms, 2),
-                "agent_ms": round(AGENT_WORK.overlap_ms(expected, end), 2), "runq_wait_ms": runq_ms,
-                "cpu_bound": bool(cpu_ms >= 0.6 * span_ms), "threshold_ms": self.threshold * 1000,
-                "loop_tid": self.loop_native_id, "seen_by": "heartbeat",
-            })
+            self._write_stall(expected, end, span_ms=span_ms, cpu_ms=cpu_ms, runq_ms=runq_ms, location=None,
+                              stacks=[], seen_by="heartbeat")
         self._late.extend(keep)
 
     def _busy_frame(self) -> str | None:
@@ -415,8 +410,6 @@ class LoopWatchdog:
         # both read on the loop thread; compared with that same span of wall time
         cpu_ms = (self.last_beat_cpu - stall["cpu0"]) * 1000
         span_ms = (end - stall["beat"]) * 1000
-        dur_ms = (end - start) * 1000
-        gc_ms = self._gc_ms(start, end)
         stacks = stall["stacks"]
         loc = None
         for st in stacks:
@@ -435,9 +428,14 @@ class LoopWatchdog:
         runq_ms = round((w1 - w0) / 1e6, 2) if w0 is not None and w1 is not None else None
         if runq_ms is not None:  # readings are taken at the watchdog's wakes, the first up to a wake early
             runq_ms = min(runq_ms, round(span_ms, 2))
+        self._write_stall(start, end, span_ms=span_ms, cpu_ms=cpu_ms, runq_ms=runq_ms, location=loc, stacks=stacks)
+
+    def _write_stall(self, start: float, end: float, *, span_ms: float, cpu_ms: float, runq_ms: float | None,
+                     location: dict[str, Any] | None, stacks: list[dict[str, Any]], **extra: Any) -> None:
+        """One stall record, whether the watchdog saw it or only the heartbeat did."""
         self.log.write("stalls", {
-            "t": start + self._wall_offset, "duration_ms": round(dur_ms, 2), "location": loc, "stacks": stacks,
-            "gc_ms": round(gc_ms, 2), "cpu_ms": round(cpu_ms, 2),
+            "t": start + self._wall_offset, "duration_ms": round((end - start) * 1000, 2), "location": location,
+            "stacks": stacks, "gc_ms": round(self._gc_ms(start, end), 2), "cpu_ms": round(cpu_ms, 2),
             # time inside it that one of the agent's own threads held the GIL for its work
             "agent_ms": round(AGENT_WORK.overlap_ms(start, end), 2),
             # time the loop thread was runnable but not running (no CPU for it)
@@ -446,6 +444,7 @@ class LoopWatchdog:
             "cpu_bound": bool(cpu_ms >= 0.6 * span_ms),
             "threshold_ms": self.threshold * 1000,
             "loop_tid": self.loop_native_id,  # the loop thread among the sampler's (cpu_threads.jsonl)
+            **extra,
         })
 
     def _emit_second(self, start: float, end: float, samples: int, busy: int, frames: collections.Counter,
